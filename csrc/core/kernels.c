@@ -1,0 +1,232 @@
+/* kernels.c - the C kernels declared in kernels.h. */
+#include "kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#define AT(v, n, c, h, w) ((v)->data[msv_view_offset((v), (n), (c), (h), (w))])
+
+void msv_kernel_zero_channel_padding(const msv_view *y) {
+    if (y->c_padded == y->c) return;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t h = 0; h < y->h; h++)
+            for (int64_t w = 0; w < y->w; w++)
+                for (int64_t c = y->c; c < y->c_padded; c++) AT(y, n, c, h, w) = 0.f;
+}
+
+/* Channel statistics of one pixel, two-pass like PyTorch's (x - mean).pow(2).mean(). */
+static void pixel_stats(const msv_view *x, const float *p, float *mean_out, float *var_out) {
+    const int64_t C = x->c;
+    float sum = 0.f;
+    if (x->block > 1) {
+        const int64_t B = x->block, full = C / B;
+        float lanes[16] = {0};
+        for (int64_t cb = 0; cb < full; cb++) {
+            const float *q = p + cb * x->scb;
+#pragma omp simd
+            for (int64_t i = 0; i < 16; i++)
+                if (i < B) lanes[i] += q[i];
+        }
+        for (int64_t i = 0; i < 16; i++) sum += lanes[i];
+        for (int64_t c = full * B; c < C; c++) sum += p[(c / B) * x->scb + c % B];
+        float mean = sum / (float)C, sq = 0.f;
+        float sl[16] = {0};
+        for (int64_t cb = 0; cb < full; cb++) {
+            const float *q = p + cb * x->scb;
+#pragma omp simd
+            for (int64_t i = 0; i < 16; i++)
+                if (i < B) sl[i] += (q[i] - mean) * (q[i] - mean);
+        }
+        for (int64_t i = 0; i < 16; i++) sq += sl[i];
+        for (int64_t c = full * B; c < C; c++) {
+            float d = p[(c / B) * x->scb + c % B] - mean;
+            sq += d * d;
+        }
+        *mean_out = mean;
+        *var_out = sq / (float)C;
+        return;
+    }
+    const int64_t s = x->scb;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < C; c++) sum += p[c * s];
+    float mean = sum / (float)C, sq = 0.f;
+#pragma omp simd reduction(+ : sq)
+    for (int64_t c = 0; c < C; c++) sq += (p[c * s] - mean) * (p[c * s] - mean);
+    *mean_out = mean;
+    *var_out = sq / (float)C;
+}
+
+void msv_kernel_layer_norm_channels(const msv_view *x, const msv_view *y, const float *scale, const float *shift,
+                                    float eps) {
+    const int64_t C = x->c;
+    const int same_layout = x->block == y->block && x->scb == y->scb;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < x->n; n++) {
+        for (int64_t h = 0; h < x->h; h++) {
+            for (int64_t w = 0; w < x->w; w++) {
+                const float *p = x->data + n * x->sn + h * x->sh + w * x->sw;
+                float *q = y->data + n * y->sn + h * y->sh + w * y->sw;
+                float mean, var;
+                pixel_stats(x, p, &mean, &var);
+                const float denom = sqrtf(var + eps);
+                if (same_layout && x->block > 1 && C % x->block == 0) {
+                    const int64_t B = x->block;
+                    for (int64_t cb = 0; cb < C / B; cb++) {
+                        const float *a = p + cb * x->scb;
+                        float *b = q + cb * y->scb;
+                        const float *sc = scale ? scale + cb * B : NULL, *sh = shift ? shift + cb * B : NULL;
+#pragma omp simd
+                        for (int64_t i = 0; i < B; i++) {
+                            float v = (a[i] - mean) / denom;
+                            if (sc) v = sc[i] * v;
+                            if (sh) v = v + sh[i];
+                            b[i] = v;
+                        }
+                    }
+                } else {
+                    for (int64_t c = 0; c < C; c++) {
+                        float v = (p[(c / x->block) * x->scb + c % x->block] - mean) / denom;
+                        if (scale) v = scale[c] * v;
+                        if (shift) v = v + shift[c];
+                        q[(c / y->block) * y->scb + c % y->block] = v;
+                    }
+                    for (int64_t c = C; c < y->c_padded; c++) q[(c / y->block) * y->scb + c % y->block] = 0.f;
+                }
+            }
+        }
+    }
+}
+
+void msv_kernel_simple_gate(const msv_view *x, const msv_view *y) {
+    const int64_t half = y->c;
+    const int aligned = x->block == y->block && x->block > 1 && half % x->block == 0;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++) {
+        for (int64_t h = 0; h < y->h; h++) {
+            if (aligned) {
+                const int64_t B = x->block, blocks = half / B, shift = blocks * x->scb;
+                for (int64_t cb = 0; cb < blocks; cb++) {
+                    const float *a = x->data + n * x->sn + cb * x->scb + h * x->sh;
+                    float *o = y->data + n * y->sn + cb * y->scb + h * y->sh;
+                    if (x->sw == B && y->sw == B) { /* a whole row of blocks is contiguous */
+#pragma omp simd
+                        for (int64_t i = 0; i < y->w * B; i++) o[i] = a[i] * a[i + shift];
+                    } else {
+                        for (int64_t w = 0; w < y->w; w++)
+                            for (int64_t i = 0; i < B; i++) o[w * y->sw + i] = a[w * x->sw + i] * a[w * x->sw + i + shift];
+                    }
+                }
+            } else if (x->block == 1 && y->block == 1 && x->scb == 1 && y->scb == 1) { /* NHWC */
+                for (int64_t w = 0; w < y->w; w++) {
+                    const float *a = x->data + n * x->sn + h * x->sh + w * x->sw;
+                    float *o = y->data + n * y->sn + h * y->sh + w * y->sw;
+#pragma omp simd
+                    for (int64_t c = 0; c < half; c++) o[c] = a[c] * a[c + half];
+                }
+            } else {
+                for (int64_t w = 0; w < y->w; w++) {
+                    for (int64_t c = 0; c < half; c++) AT(y, n, c, h, w) = AT(x, n, c, h, w) * AT(x, n, c + half, h, w);
+                    for (int64_t c = half; c < y->c_padded; c++) AT(y, n, c, h, w) = 0.f;
+                }
+            }
+        }
+    }
+}
+
+void msv_kernel_pad(const msv_view *x, const msv_view *y, int64_t top, int64_t left, float value) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t h = 0; h < y->h; h++)
+            for (int64_t c = 0; c < y->c_padded; c++) {
+                const int64_t ih = h - top;
+                for (int64_t w = 0; w < y->w; w++) {
+                    const int64_t iw = w - left;
+                    float v = value;
+                    if (c >= y->c)
+                        v = 0.f;
+                    else if (ih >= 0 && ih < x->h && iw >= 0 && iw < x->w)
+                        v = AT(x, n, c, ih, iw);
+                    AT(y, n, c, h, w) = v;
+                }
+            }
+}
+
+void msv_kernel_slice(const msv_view *x, const msv_view *y, int64_t c0, int64_t h0, int64_t w0) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t h = 0; h < y->h; h++)
+            for (int64_t c = 0; c < y->c_padded; c++)
+                for (int64_t w = 0; w < y->w; w++)
+                    AT(y, n, c, h, w) = c < y->c ? AT(x, n, c + c0, h + h0, w + w0) : 0.f;
+}
+
+void msv_kernel_pixel_shuffle(const msv_view *x, const msv_view *y, int64_t r) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t h = 0; h < y->h; h++)
+            for (int64_t c = 0; c < y->c_padded; c++)
+                for (int64_t w = 0; w < y->w; w++)
+                    AT(y, n, c, h, w) = c < y->c ? AT(x, n, c * r * r + (h % r) * r + (w % r), h / r, w / r) : 0.f;
+}
+
+void msv_kernel_pixel_unshuffle(const msv_view *x, const msv_view *y, int64_t r) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t h = 0; h < y->h; h++)
+            for (int64_t c = 0; c < y->c_padded; c++)
+                for (int64_t w = 0; w < y->w; w++) {
+                    if (c >= y->c) {
+                        AT(y, n, c, h, w) = 0.f;
+                        continue;
+                    }
+                    const int64_t ic = c / (r * r), i = (c / r) % r, j = c % r;
+                    AT(y, n, c, h, w) = AT(x, n, ic, h * r + i, w * r + j);
+                }
+}
+
+/* PyTorch's source-index computation (aten/src/ATen/native/UpSample.h semantics, re-derived):
+ * scale = 1/scale_factor when a factor was given, else in/out; align_corners uses (in-1)/(out-1). */
+static double area_scale(int64_t in, int64_t out, int align_corners, double given) {
+    if (align_corners) return out > 1 ? (double)(in - 1) / (double)(out - 1) : 0.0;
+    return given > 0 ? 1.0 / given : (double)in / (double)out;
+}
+
+void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double scale_h, double scale_w) {
+    const int align = mode == 2;
+    const float rh = (float)area_scale(x->h, y->h, align, scale_h);
+    const float rw = (float)area_scale(x->w, y->w, align, scale_w);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t h = 0; h < y->h; h++)
+            for (int64_t c = 0; c < y->c_padded; c++) {
+                if (c >= y->c) {
+                    for (int64_t w = 0; w < y->w; w++) AT(y, n, c, h, w) = 0.f;
+                    continue;
+                }
+                if (mode == 0) {
+                    int64_t ih = (int64_t)floorf((float)h * rh);
+                    if (ih > x->h - 1) ih = x->h - 1;
+                    for (int64_t w = 0; w < y->w; w++) {
+                        int64_t iw = (int64_t)floorf((float)w * rw);
+                        if (iw > x->w - 1) iw = x->w - 1;
+                        AT(y, n, c, h, w) = AT(x, n, c, ih, iw);
+                    }
+                    continue;
+                }
+                float sy = align ? rh * (float)h : rh * ((float)h + 0.5f) - 0.5f;
+                if (sy < 0) sy = 0;
+                int64_t y0 = (int64_t)sy;
+                int64_t y1 = y0 + (y0 < x->h - 1 ? 1 : 0);
+                float ly = sy - (float)y0, hy = 1.f - ly;
+                for (int64_t w = 0; w < y->w; w++) {
+                    float sx = align ? rw * (float)w : rw * ((float)w + 0.5f) - 0.5f;
+                    if (sx < 0) sx = 0;
+                    int64_t x0 = (int64_t)sx;
+                    int64_t x1 = x0 + (x0 < x->w - 1 ? 1 : 0);
+                    float lx = sx - (float)x0, hx = 1.f - lx;
+                    AT(y, n, c, h, w) = hy * (hx * AT(x, n, c, y0, x0) + lx * AT(x, n, c, y0, x1)) +
+                                        ly * (hx * AT(x, n, c, y1, x0) + lx * AT(x, n, c, y1, x1));
+                }
+            }
+}

@@ -1,0 +1,38 @@
+"""Pipeline base: preprocess -> forward -> postprocess per input, lists and generators of inputs, as ModelScope."""
+
+import types
+
+from ..runtime import resolve_threads
+
+
+class Pipeline:
+    """Subclasses implement ``preprocess``, ``forward`` and ``postprocess`` for one input."""
+
+    def __init__(self, model_dir: str, config: dict, threads=None):
+        self.model_dir = model_dir
+        self.config = config
+        self.threads = resolve_threads(threads)
+
+    def __call__(self, input, *args, **kwargs):
+        kwargs.pop("batch_size", None)  # accepted for compatibility; inputs run one at a time
+        if args:
+            raise TypeError(f"{type(self).__name__} takes one input (or a list of inputs), got extra arguments")
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}")
+        if isinstance(input, list):
+            return [self._process_single(x) for x in input]
+        if isinstance(input, types.GeneratorType):
+            return (self._process_single(x) for x in input)
+        return self._process_single(input)
+
+    def _process_single(self, input):
+        return self.postprocess(self.forward(self.preprocess(input)))
+
+    def preprocess(self, input):
+        raise NotImplementedError
+
+    def forward(self, inputs):
+        raise NotImplementedError
+
+    def postprocess(self, outputs):
+        raise NotImplementedError

@@ -1,0 +1,78 @@
+"""``pipeline()``: ModelScope's entry point. Resolves the model directory, reads configuration.json and picks the
+implementation from its ``task`` and ``pipeline.type`` (never from the model id)."""
+
+from ..errors import InvalidModelError, UnsupportedTaskError
+from ..hub import read_configuration, resolve_model_dir, validate_device
+from ..utils.constant import Tasks
+from .cv.image_restoration_pipeline import ImageDeblurPipeline, ImageDenoisePipeline
+
+# task -> pipeline.type -> implementation
+PIPELINES = {
+    Tasks.image_denoising: {"nafnet-image-denoise": ImageDenoisePipeline},
+    Tasks.image_deblurring: {"nafnet-image-deblur": ImageDeblurPipeline},
+}
+
+
+def _pipeline_type(config: dict, path: str):
+    section = config.get("pipeline")
+    if section is None:
+        return None
+    if not isinstance(section, dict) or not isinstance(section.get("type", ""), str):
+        raise InvalidModelError(f"{path}: 'pipeline' must be an object with a string 'type'")
+    return section.get("type")
+
+
+def pipeline(
+    task=None,
+    model=None,
+    preprocessor=None,
+    config_file=None,
+    pipeline_name=None,
+    framework=None,
+    device=None,
+    model_revision="master",
+    ignore_file_pattern=None,
+    trust_remote_code=False,
+    threads=None,
+    **kwargs,
+):
+    """Create a pipeline like ``modelscope.pipelines.pipeline``.
+
+    Args:
+        task: a ``Tasks`` value, e.g. ``'image-denoising'``. May be omitted when ``model`` is given.
+        model: a local model directory, a hub id already in the ModelScope cache, or None for the task default.
+        pipeline_name: overrides configuration.json's ``pipeline.type``.
+        device: accepted like ModelScope's (``cpu``, ``gpu``, ``cuda:0``...); msvision always runs on the CPU.
+        threads: CPU threads (default: MSVISION_NUM_THREADS, OMP_NUM_THREADS, or all CPUs of this process).
+    ``preprocessor`` and ``config_file`` (torch-side customisation) are not supported.
+    """
+    if preprocessor is not None:
+        raise NotImplementedError("custom preprocessors are not supported by msvision")
+    if config_file is not None:
+        raise NotImplementedError("config_file is not supported by msvision; put configuration.json in the model dir")
+    if framework not in (None, "pytorch", "tensorflow"):
+        raise ValueError(f"unknown framework {framework!r}")
+    if kwargs:
+        raise TypeError(f"pipeline() got unexpected keyword arguments {sorted(kwargs)}")
+    validate_device(device)
+    if task is None and model is None:
+        raise ValueError("pipeline() needs a task or a model")
+    if task is None:  # ModelScope takes the task from the model's configuration.json
+        task = read_configuration(resolve_model_dir(model, None, revision=model_revision)).get("task")
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a str, got {type(task).__name__}")
+    if task not in PIPELINES:
+        raise UnsupportedTaskError(f"task {task!r} is not supported by msvision; supported: {sorted(PIPELINES)}")
+    model_dir = resolve_model_dir(model, task, revision=model_revision)
+    config = read_configuration(model_dir)
+    config_path = f"{model_dir}/configuration.json"
+    if config.get("task") != task:
+        raise InvalidModelError(f"{config_path} is a {config.get('task')!r} model, not {task!r}")
+    name = pipeline_name or _pipeline_type(config, config_path)
+    impls = PIPELINES[task]
+    if name not in impls:
+        raise UnsupportedTaskError(
+            f"{config_path}: pipeline type {name!r} for task {task!r} is not supported by msvision; "
+            f"supported: {sorted(impls)}"
+        )
+    return impls[name](model_dir, config, threads=threads)

@@ -1,0 +1,1 @@
+"""Small shared helpers and constants (ModelScope-compatible names)."""
