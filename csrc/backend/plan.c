@@ -59,16 +59,17 @@ typedef enum entry_kind { E_ARENA, E_INPUT, E_OUTPUT, E_FIXED } entry_kind;
 
 typedef struct entry {
     entry_kind kind;
-    int index;              /* E_INPUT/E_OUTPUT: which graph input/output */
-    dnnl_memory_desc_t md;  /* owned */
+    int index;             /* E_INPUT/E_OUTPUT: which graph input/output */
+    dnnl_memory_desc_t md; /* owned */
     size_t bytes;
-    int64_t offset;         /* E_ARENA */
-    void *fixed;            /* E_FIXED: weights/constants (not owned) */
-    int def, last;          /* step range during which the arena block is live */
+    int64_t offset; /* E_ARENA */
+    void *fixed;    /* E_FIXED: weights/constants (not owned) */
+    int def, last;  /* step range during which the arena block is live */
     dnnl_memory_t mem;
 } entry;
 
 typedef struct step {
+    char what[48]; /* for MSVISION_PROFILE */
     int is_kernel;
     dnnl_primitive_t prim;
     int nargs;
@@ -122,7 +123,8 @@ static msv_status dnnl_fail(msv_error *err, dnnl_status_t s, const char *what) {
 static dnnl_memory_desc_t md_tag(int nd, const int64_t *dims, dnnl_format_tag_t tag) {
     dnnl_memory_desc_t md = NULL;
     dnnl_dims_t d;
-    for (int i = 0; i < nd; i++) d[i] = dims[i];
+    for (int i = 0; i < nd; i++)
+        d[i] = dims[i];
     if (dnnl_memory_desc_create_with_tag(&md, nd, d, dnnl_f32, tag) != dnnl_success) return NULL;
     return md;
 }
@@ -235,7 +237,10 @@ static dnnl_alg_kind_t eltwise_alg(msv_act act, float *alpha, float *beta) {
     case MSV_ACT_GELU_ERF: return dnnl_eltwise_gelu_erf;
     case MSV_ACT_GELU_TANH: return dnnl_eltwise_gelu_tanh;
     case MSV_ACT_SWISH: return dnnl_eltwise_swish;
-    case MSV_ACT_HARDSWISH: *alpha = 1.f / 6.f; *beta = 0.5f; return dnnl_eltwise_hardswish;
+    case MSV_ACT_HARDSWISH:
+        *alpha = 1.f / 6.f;
+        *beta = 0.5f;
+        return dnnl_eltwise_hardswish;
     case MSV_ACT_CLIP: return dnnl_eltwise_clip_v2;
     case MSV_ACT_ELU: return dnnl_eltwise_elu;
     case MSV_ACT_EXP: return dnnl_eltwise_exp;
@@ -349,6 +354,7 @@ static step *add_primitive_step(builder *b, dnnl_primitive_desc_t pd, const char
         return NULL;
     }
     st->prim = prim;
+    snprintf(st->what, sizeof st->what, "%s %s", what, impl_name(pd));
     if (sbytes > 0) {
         int e = new_entry(b, E_ARENA, md_clone(smd));
         if (e < 0) {
@@ -514,7 +520,8 @@ static int build_post_ops_with(builder *b, const msv_node *n, dnnl_primitive_att
 
 static void add_post_op_args(builder *b, step *st, const msv_node *n, const int *operand_entries) {
     for (int k = 0; k < n->n_post; k++)
-        if (operand_entries[k] >= 0) add_arg(b, st, DNNL_ARG_ATTR_MULTIPLE_POST_OP(k) | DNNL_ARG_SRC_1, operand_entries[k]);
+        if (operand_entries[k] >= 0)
+            add_arg(b, st, DNNL_ARG_ATTR_MULTIPLE_POST_OP(k) | DNNL_ARG_SRC_1, operand_entries[k]);
 }
 
 /* A fresh output entry for node n from the md the primitive chose. */
@@ -538,13 +545,12 @@ static dnnl_primitive_desc_t conv_candidate(const msv_node *n, int deconv, const
         own = new_attr();
         attr = own;
     }
-    dnnl_status_t s =
-        deconv ? dnnl_deconvolution_forward_primitive_desc_create(&cand, g_engine, dnnl_forward_inference,
-                                                                  dnnl_deconvolution_direct, src, w, bias, dst, strides,
-                                                                  dil, pl, pr, attr)
-               : dnnl_convolution_forward_primitive_desc_create(&cand, g_engine, dnnl_forward_inference,
-                                                                dnnl_convolution_direct, src, w, bias, dst, strides,
-                                                                dil, pl, pr, attr);
+    dnnl_status_t s = deconv ? dnnl_deconvolution_forward_primitive_desc_create(&cand, g_engine, dnnl_forward_inference,
+                                                                                dnnl_deconvolution_direct, src, w, bias,
+                                                                                dst, strides, dil, pl, pr, attr)
+                             : dnnl_convolution_forward_primitive_desc_create(&cand, g_engine, dnnl_forward_inference,
+                                                                              dnnl_convolution_direct, src, w, bias,
+                                                                              dst, strides, dil, pl, pr, attr);
     if (own) dnnl_primitive_attr_destroy(own);
     if (s != dnnl_success) return NULL;
     if (!is_slow_impl(impl_name(cand))) return cand;
@@ -581,7 +587,8 @@ static msv_status plan_conv(builder *b, const msv_node *n) {
         if (G == 1)
             wplain = md_strides(4, (int64_t[]){O, I, KH, KW}, (int64_t[]){KH * KW, O * KH * KW, KW, 1});
         else
-            wplain = md_strides(5, (int64_t[]){G, og, ig, KH, KW}, (int64_t[]){ig * og * KH * KW, KH * KW, og * KH * KW, KW, 1});
+            wplain = md_strides(5, (int64_t[]){G, og, ig, KH, KW},
+                                (int64_t[]){ig * og * KH * KW, KH * KW, og * KH * KW, KW, 1});
     }
     const int wnd = G == 1 ? 4 : 5;
     dnnl_memory_desc_t wany = G == 1 ? md_tag(4, (int64_t[]){O, I, KH, KW}, dnnl_format_tag_any)
@@ -659,7 +666,8 @@ static msv_status plan_conv(builder *b, const msv_node *n) {
     }
     {
         int s_in = converted(b, src, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0));
-        int w_in = packed_weight_entry(b, n->weight, wplain, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
+        int w_in =
+            packed_weight_entry(b, n->weight, wplain, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
         int b_in = n->bias >= 0 ? tensor_entry(b, n->bias) : -1;
         int out = output_entry(b, n, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0));
         if (s_in < 0 || w_in < 0 || (n->bias >= 0 && b_in < 0) || out < 0) goto done;
@@ -700,7 +708,8 @@ static msv_status finish_simple(builder *b, const msv_node *n, dnnl_status_t s, 
     step *st = add_primitive_step(b, pd, what);
     if (!st) return b->err->status;
     b->p->entries[out].def = b->p->n_steps - 1;
-    for (int i = 0; i < n_src; i++) add_arg(b, st, src_args[i], src_entries[i]);
+    for (int i = 0; i < n_src; i++)
+        add_arg(b, st, src_args[i], src_entries[i]);
     add_arg(b, st, DNNL_ARG_DST, out);
     if (operand_entries) add_post_op_args(b, st, n, operand_entries);
     return MSV_OK;
@@ -762,9 +771,9 @@ static msv_status plan_primitive_op(builder *b, const msv_node *n) {
         int64_t pr = (ys.dims[3] - 1) * p->sw + p->kw - xs.dims[3] - p->pad_l;
         dnnl_dims_t strides = {p->sh, p->sw}, kernel = {p->kh, p->kw}, dil = {p->dh - 1, p->dw - 1},
                     pl = {p->pad_t, p->pad_l}, prr = {pb, pr};
-        dnnl_alg_kind_t alg = n->alg == MSV_POOL_MAX                ? dnnl_pooling_max
+        dnnl_alg_kind_t alg = n->alg == MSV_POOL_MAX               ? dnnl_pooling_max
                               : n->alg == MSV_POOL_AVG_INCLUDE_PAD ? dnnl_pooling_avg_include_padding
-                                                                    : dnnl_pooling_avg_exclude_padding;
+                                                                   : dnnl_pooling_avg_exclude_padding;
         s = dnnl_pooling_forward_primitive_desc_create(&pd, g_engine, dnnl_forward_inference, alg, smd, dany, strides,
                                                        kernel, dil, pl, prr, attr);
         result = finish_simple(b, n, s, pd, "pooling", &src, (int[]){DNNL_ARG_SRC}, 1, NULL);
@@ -801,8 +810,7 @@ static msv_status plan_primitive_op(builder *b, const msv_node *n) {
         result = finish_simple(b, n, s, pd, "concat", entries, args, n->n_in, NULL);
         break;
     }
-    default:
-        result = msv_set_error(b->err, MSV_ERR_UNSUPPORTED, "op %d is not a oneDNN primitive", (int)n->op);
+    default: result = msv_set_error(b->err, MSV_ERR_UNSUPPORTED, "op %d is not a oneDNN primitive", (int)n->op);
     }
 done:
     dnnl_memory_desc_destroy(dany);
@@ -835,6 +843,7 @@ static msv_status plan_kernel_op(builder *b, const msv_node *n) {
     if (!st) return b->err->status;
     b->p->entries[out].def = b->p->n_steps - 1;
     st->is_kernel = 1;
+    snprintf(st->what, sizeof st->what, "C kernel op %d", (int)n->op);
     st->node = n;
     st->src = src;
     st->dst = out;
@@ -887,7 +896,8 @@ static int place_arena(plan *p, size_t *total) {
 
 static void plan_destroy(plan *p) {
     if (!p) return;
-    for (int i = 0; i < p->n_steps; i++) dnnl_primitive_destroy(p->steps[i].prim);
+    for (int i = 0; i < p->n_steps; i++)
+        dnnl_primitive_destroy(p->steps[i].prim);
     for (int i = 0; i < p->n_entries; i++) {
         dnnl_memory_destroy(p->entries[i].mem);
         dnnl_memory_desc_destroy(p->entries[i].md);
@@ -912,7 +922,8 @@ static msv_status build_plan(msv_graph *g, struct msv_plan_cache *pc, const msv_
     if (st == MSV_OK && !p->tensor_entry) st = msv_set_error(err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
     builder b = {g, pc, p, shapes, err};
     if (st == MSV_OK) {
-        for (int i = 0; i < g->n_tensors; i++) p->tensor_entry[i] = -1;
+        for (int i = 0; i < g->n_tensors; i++)
+            p->tensor_entry[i] = -1;
         p->n_inputs = g->n_inputs;
         for (int i = 0; i < g->n_inputs && st == MSV_OK; i++) {
             p->in_shapes[i] = in_shapes[i];
@@ -976,7 +987,8 @@ static msv_status build_plan(msv_graph *g, struct msv_plan_cache *pc, const msv_
     }
     for (int i = 0; i < p->n_steps && st == MSV_OK; i++) {
         step *s = &p->steps[i];
-        for (int a = 0; a < s->nargs; a++) s->args[a] = (dnnl_exec_arg_t){s->arg_kind[a], p->entries[s->arg_entry[a]].mem};
+        for (int a = 0; a < s->nargs; a++)
+            s->args[a] = (dnnl_exec_arg_t){s->arg_kind[a], p->entries[s->arg_entry[a]].mem};
     }
     free(shapes);
     if (st != MSV_OK) {
@@ -997,7 +1009,8 @@ static int same_shapes(const plan *p, const msv_shape *s) {
 
 void msv_plan_cache_destroy(struct msv_plan_cache *pc) {
     if (!pc) return;
-    for (int i = 0; i < pc->n_plans; i++) plan_destroy(pc->plans[i]);
+    for (int i = 0; i < pc->n_plans; i++)
+        plan_destroy(pc->plans[i]);
     for (int i = 0; i < pc->n_packed; i++) {
         free(pc->packed[i].buf);
         dnnl_memory_desc_destroy(pc->packed[i].md);
@@ -1033,13 +1046,15 @@ static void run_kernel(const step *s, void *src, void *dst) {
     case MSV_OP_SLICE: msv_kernel_slice(&x, &y, n->ints[0], n->ints[2], n->ints[4]); break;
     case MSV_OP_PIXEL_SHUFFLE: msv_kernel_pixel_shuffle(&x, &y, n->ints[0]); break;
     case MSV_OP_PIXEL_UNSHUFFLE: msv_kernel_pixel_unshuffle(&x, &y, n->ints[0]); break;
-    case MSV_OP_RESIZE: msv_kernel_resize(&x, &y, n->alg, n->ints[0] ? 0 : n->floats[0], n->ints[0] ? 0 : n->floats[1]); break;
+    case MSV_OP_RESIZE:
+        msv_kernel_resize(&x, &y, n->alg, n->ints[0] ? 0 : n->floats[0], n->ints[0] ? 0 : n->floats[1]);
+        break;
     default: break;
     }
 }
 
-msv_status msv_backend_run(msv_graph *g, const msv_shape *in_shapes, const float *const *inputs,
-                           float *const *outputs, msv_error *err) {
+msv_status msv_backend_run(msv_graph *g, const msv_shape *in_shapes, const float *const *inputs, float *const *outputs,
+                           msv_error *err) {
     pthread_once(&g_engine_once, engine_init);
     if (g_engine_status != dnnl_success) return dnnl_fail(err, g_engine_status, "create a CPU engine");
     if (!g->plans) {
@@ -1067,7 +1082,8 @@ msv_status msv_backend_run(msv_graph *g, const msv_shape *in_shapes, const float
         free(pc->arena);
         pc->arena_bytes = 0;
         pc->arena = aligned_alloc(ARENA_ALIGN, p->arena_bytes);
-        if (!pc->arena) return msv_set_error(err, MSV_ERR_OUT_OF_MEMORY, "out of memory: %zu bytes of activations", p->arena_bytes);
+        if (!pc->arena)
+            return msv_set_error(err, MSV_ERR_OUT_OF_MEMORY, "out of memory: %zu bytes of activations", p->arena_bytes);
         pc->arena_bytes = p->arena_bytes;
     }
     for (int i = 0; i < p->n_entries; i++) {
@@ -1089,7 +1105,7 @@ msv_status msv_backend_run(msv_graph *g, const msv_shape *in_shapes, const float
         }
         if (profile) {
             dnnl_stream_wait(g_stream);
-            fprintf(stderr, "msvision: step %d %s %.3f ms\n", i, s->is_kernel ? "kernel" : "primitive", now_ms() - t0);
+            fprintf(stderr, "msvision: step %d %.3f ms %s\n", i, now_ms() - t0, s->what);
         }
     }
     dnnl_status_t st = dnnl_stream_wait(g_stream);

@@ -64,7 +64,8 @@ static PyTypeObject GraphType;
 
 /* float32 C-contiguous copy-or-view of any array-like. */
 static PyArrayObject *as_f32(PyObject *obj, const char *what) {
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, NPY_FLOAT32, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(
+        obj, NPY_FLOAT32, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
     if (!a) {
         PyErr_Format(PyExc_TypeError, "%s must be convertible to a float32 array", what);
         return NULL;
@@ -76,7 +77,8 @@ static int shape_of(PyArrayObject *a, msv_shape *s) {
     int nd = PyArray_NDIM(a);
     if (nd < 1 || nd > MSV_MAX_DIMS) return 0;
     s->ndims = nd;
-    for (int i = 0; i < nd; i++) s->dims[i] = PyArray_DIM(a, i);
+    for (int i = 0; i < nd; i++)
+        s->dims[i] = PyArray_DIM(a, i);
     return 1;
 }
 
@@ -143,7 +145,9 @@ static PyObject *conv_like(GraphObject *self, PyObject *args, PyObject *kw, int 
 }
 
 static PyObject *Graph_conv2d(GraphObject *self, PyObject *args, PyObject *kw) { return conv_like(self, args, kw, 0); }
-static PyObject *Graph_deconv2d(GraphObject *self, PyObject *args, PyObject *kw) { return conv_like(self, args, kw, 1); }
+static PyObject *Graph_deconv2d(GraphObject *self, PyObject *args, PyObject *kw) {
+    return conv_like(self, args, kw, 1);
+}
 
 static PyObject *Graph_linear(GraphObject *self, PyObject *args) {
     int x, w, b;
@@ -151,8 +155,8 @@ static PyObject *Graph_linear(GraphObject *self, PyObject *args) {
     return tensor_result(self, msv_linear(self->graph, x, w, b));
 }
 
-static const char *k_acts[] = {"relu", "leaky_relu", "sigmoid", "tanh", "gelu_erf", "gelu_tanh",
-                               "swish", "hardswish", "clip", "elu", "exp", "linear", NULL};
+static const char *k_acts[] = {"relu",      "leaky_relu", "sigmoid", "tanh", "gelu_erf", "gelu_tanh", "swish",
+                               "hardswish", "clip",       "elu",     "exp",  "linear",   NULL};
 static const char *k_binops[] = {"add", "sub", "mul", "div", "max", "min", NULL};
 static const char *k_pools[] = {"max", "avg_include_pad", "avg_exclude_pad", NULL};
 static const char *k_resize[] = {"nearest", "bilinear", "bilinear_align_corners", NULL};
@@ -212,9 +216,15 @@ static PyObject *Graph_unary(GraphObject *self, PyObject *args, int (*fn)(msv_gr
     if (!PyArg_ParseTuple(args, "i", &x)) return NULL;
     return tensor_result(self, fn(self->graph, x));
 }
-static PyObject *Graph_global_avg_pool(GraphObject *self, PyObject *args) { return Graph_unary(self, args, msv_global_avg_pool); }
-static PyObject *Graph_softmax(GraphObject *self, PyObject *args) { return Graph_unary(self, args, msv_softmax_channels); }
-static PyObject *Graph_simple_gate(GraphObject *self, PyObject *args) { return Graph_unary(self, args, msv_simple_gate); }
+static PyObject *Graph_global_avg_pool(GraphObject *self, PyObject *args) {
+    return Graph_unary(self, args, msv_global_avg_pool);
+}
+static PyObject *Graph_softmax(GraphObject *self, PyObject *args) {
+    return Graph_unary(self, args, msv_softmax_channels);
+}
+static PyObject *Graph_simple_gate(GraphObject *self, PyObject *args) {
+    return Graph_unary(self, args, msv_simple_gate);
+}
 
 static PyObject *Graph_resize(GraphObject *self, PyObject *args) {
     int x, oh, ow;
@@ -238,7 +248,8 @@ static PyObject *Graph_concat(GraphObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "concat takes 1 to 16 tensors");
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < n; i++) ids[i] = (int)PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+    for (Py_ssize_t i = 0; i < n; i++)
+        ids[i] = (int)PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
     Py_DECREF(fast);
     if (PyErr_Occurred()) return NULL;
     return tensor_result(self, msv_concat_channels(self->graph, (int)n, ids));
@@ -262,8 +273,12 @@ static PyObject *Graph_shuffle(GraphObject *self, PyObject *args, int (*fn)(msv_
     if (!PyArg_ParseTuple(args, "ii", &x, &r)) return NULL;
     return tensor_result(self, fn(self->graph, x, r));
 }
-static PyObject *Graph_pixel_shuffle(GraphObject *self, PyObject *args) { return Graph_shuffle(self, args, msv_pixel_shuffle); }
-static PyObject *Graph_pixel_unshuffle(GraphObject *self, PyObject *args) { return Graph_shuffle(self, args, msv_pixel_unshuffle); }
+static PyObject *Graph_pixel_shuffle(GraphObject *self, PyObject *args) {
+    return Graph_shuffle(self, args, msv_pixel_shuffle);
+}
+static PyObject *Graph_pixel_unshuffle(GraphObject *self, PyObject *args) {
+    return Graph_shuffle(self, args, msv_pixel_unshuffle);
+}
 
 static PyObject *Graph_output(GraphObject *self, PyObject *args) {
     int x;
@@ -485,9 +500,9 @@ static PyObject *py_build_model(PyObject *mod, PyObject *args) {
     if (n_unused > 0) { /* like torch's strict load_state_dict: a checkpoint for another network is an error */
         msv_graph_destroy(graph);
         char msg[600];
-        snprintf(msg, sizeof msg, "%d weight(s) in the checkpoint do not belong to this %s network: '%s'%s%s%s%s", n_unused,
-                 arch, unused[0], n_unused > 1 ? ", '" : "", n_unused > 1 ? unused[1] : "", n_unused > 1 ? "'" : "",
-                 n_unused > 2 ? ", ..." : "");
+        snprintf(msg, sizeof msg, "%d weight(s) in the checkpoint do not belong to this %s network: '%s'%s%s%s%s",
+                 n_unused, arch, unused[0], n_unused > 1 ? ", '" : "", n_unused > 1 ? unused[1] : "",
+                 n_unused > 1 ? "'" : "", n_unused > 2 ? ", ..." : "");
         PyErr_SetString(WeightError, msg);
         goto done;
     }
@@ -522,17 +537,17 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "msvision._C", "msvision C core binding.", -1,
-                                        module_methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "msvision._C", "msvision C core binding.", -1, module_methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__C(void) {
     import_array();
     if (PyType_Ready(&GraphType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (!m) return NULL;
-    WeightError = PyErr_NewExceptionWithDoc("msvision._C.WeightError",
-                                            "A model's weights or settings do not fit its architecture.",
-                                            PyExc_ValueError, NULL);
+    WeightError =
+        PyErr_NewExceptionWithDoc("msvision._C.WeightError",
+                                  "A model's weights or settings do not fit its architecture.", PyExc_ValueError, NULL);
     ShapeError = PyErr_NewExceptionWithDoc("msvision._C.ShapeError", "An input the network cannot take.",
                                            PyExc_ValueError, NULL);
     Py_INCREF(&GraphType);

@@ -26,7 +26,8 @@ msv_status msv_graph_create(msv_graph **out, msv_error *err) {
 void msv_graph_destroy(msv_graph *g) {
     if (!g) return;
     msv_plan_cache_destroy(g->plans);
-    for (int i = 0; i < g->n_tensors; i++) free(g->tensors[i].data);
+    for (int i = 0; i < g->n_tensors; i++)
+        free(g->tensors[i].data);
     free(g->tensors);
     free(g->nodes);
     pthread_mutex_destroy(&g->run_lock);
@@ -35,10 +36,10 @@ void msv_graph_destroy(msv_graph *g) {
 
 static int failed(const msv_graph *g) { return g->first_error.status != MSV_OK; }
 
-#define BUILD_FAIL(g, status, ...)                                         \
-    do {                                                                   \
+#define BUILD_FAIL(g, status, ...)                                             \
+    do {                                                                       \
         if (!failed(g)) msv_set_error(&(g)->first_error, status, __VA_ARGS__); \
-        return -1;                                                         \
+        return -1;                                                             \
     } while (0)
 
 static msv_shape shape4(int64_t n, int64_t c, int64_t h, int64_t w) {
@@ -83,7 +84,8 @@ void msv_output(msv_graph *g, int t) {
 
 static int64_t numel(msv_shape s) {
     int64_t n = 1;
-    for (int i = 0; i < s.ndims; i++) n *= s.dims[i];
+    for (int i = 0; i < s.ndims; i++)
+        n *= s.dims[i];
     return n;
 }
 
@@ -145,8 +147,10 @@ static msv_status infer_node(const msv_graph *g, const msv_node *n, const msv_sh
     }
     case MSV_OP_DECONV: {
         const msv_shape ws = g->tensors[n->weight].shape;
-        int64_t oh = H < 0 ? -1 : (H - 1) * p->sh - p->pad_t - p->pad_b + (int64_t)p->dh * (p->kh - 1) + p->out_pad_h + 1;
-        int64_t ow = W < 0 ? -1 : (W - 1) * p->sw - p->pad_l - p->pad_r + (int64_t)p->dw * (p->kw - 1) + p->out_pad_w + 1;
+        int64_t oh =
+            H < 0 ? -1 : (H - 1) * p->sh - p->pad_t - p->pad_b + (int64_t)p->dh * (p->kh - 1) + p->out_pad_h + 1;
+        int64_t ow =
+            W < 0 ? -1 : (W - 1) * p->sw - p->pad_l - p->pad_r + (int64_t)p->dw * (p->kw - 1) + p->out_pad_w + 1;
         if (oh == 0 || ow == 0) return msv_set_error(err, MSV_ERR_SHAPE, "deconvolution output would be empty");
         *out = shape4(N, ws.dims[1] * p->groups, oh, ow);
         return MSV_OK;
@@ -163,9 +167,7 @@ static msv_status infer_node(const msv_graph *g, const msv_node *n, const msv_sh
     case MSV_OP_PRELU:
     case MSV_OP_LAYER_NORM:
     case MSV_OP_SOFTMAX:
-    case MSV_OP_BINARY:
-        *out = x;
-        return MSV_OK;
+    case MSV_OP_BINARY: *out = x; return MSV_OK;
     case MSV_OP_POOL: {
         int64_t oh = pool_out(H, p->kh, p->sh, p->pad_t, p->pad_b, n->ints[0]);
         int64_t ow = pool_out(W, p->kw, p->sw, p->pad_l, p->pad_r, n->ints[0]);
@@ -173,9 +175,7 @@ static msv_status infer_node(const msv_graph *g, const msv_node *n, const msv_sh
         *out = shape4(N, C, oh, ow);
         return MSV_OK;
     }
-    case MSV_OP_GLOBAL_AVG_POOL:
-        *out = shape4(N, C, 1, 1);
-        return MSV_OK;
+    case MSV_OP_GLOBAL_AVG_POOL: *out = shape4(N, C, 1, 1); return MSV_OK;
     case MSV_OP_RESIZE: {
         int64_t oh = resize_out(H, n->ints[0], n->floats[0]), ow = resize_out(W, n->ints[1], n->floats[1]);
         if (oh == 0 || ow == 0) return msv_set_error(err, MSV_ERR_SHAPE, "resize to an empty image");
@@ -225,9 +225,7 @@ static msv_status infer_node(const msv_graph *g, const msv_node *n, const msv_sh
         *out = shape4(N, C * r * r, H < 0 ? -1 : H / r, W < 0 ? -1 : W / r);
         return MSV_OK;
     }
-    case MSV_OP_SIMPLE_GATE:
-        *out = shape4(N, C / 2, H, W);
-        return MSV_OK;
+    case MSV_OP_SIMPLE_GATE: *out = shape4(N, C / 2, H, W); return MSV_OK;
     }
     return msv_set_error(err, MSV_ERR_UNSUPPORTED, "unknown op %d", (int)n->op);
 }
@@ -239,7 +237,8 @@ static int broadcastable(msv_shape a, msv_shape b) {
 }
 
 msv_status msv_infer_all(const msv_graph *g, const msv_shape *in_shapes, msv_shape *shapes, msv_error *err) {
-    for (int i = 0; i < g->n_tensors; i++) shapes[i] = g->tensors[i].shape;
+    for (int i = 0; i < g->n_tensors; i++)
+        shapes[i] = g->tensors[i].shape;
     for (int i = 0; i < g->n_inputs; i++) {
         msv_shape s = in_shapes[i];
         const msv_tensor *t = &g->tensors[g->inputs[i]];
@@ -296,7 +295,8 @@ static int add_node(msv_graph *g, msv_node n) {
     }
     msv_shape *shapes = malloc((size_t)g->n_tensors * sizeof(msv_shape));
     if (!shapes) BUILD_FAIL(g, MSV_ERR_OUT_OF_MEMORY, "out of memory");
-    for (int i = 0; i < g->n_tensors; i++) shapes[i] = g->tensors[i].shape;
+    for (int i = 0; i < g->n_tensors; i++)
+        shapes[i] = g->tensors[i].shape;
     msv_shape out;
     msv_error err = {0};
     msv_status st = infer_node(g, &n, shapes, &out, &err);
@@ -459,9 +459,11 @@ int msv_resize(msv_graph *g, int x, msv_resize_mode mode, int out_h, int out_w, 
 
 int msv_concat_channels(msv_graph *g, int count, const int *xs) {
     if (failed(g)) return -1;
-    if (count < 1 || count > MSV_MAX_NODE_INPUTS) BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "concat of %d tensors", count);
+    if (count < 1 || count > MSV_MAX_NODE_INPUTS)
+        BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "concat of %d tensors", count);
     msv_node n = new_node(MSV_OP_CONCAT, xs[0]);
-    for (int i = 0; i < count; i++) n.in[i] = xs[i];
+    for (int i = 0; i < count; i++)
+        n.in[i] = xs[i];
     n.n_in = count;
     return add_node(g, n);
 }
@@ -512,10 +514,13 @@ static int count_uses(const msv_graph *g, int t) {
     for (int i = 0; i < g->n_nodes; i++) {
         const msv_node *n = &g->nodes[i];
         if (n->fused_away) continue;
-        for (int k = 0; k < n->n_in; k++) uses += n->in[k] == t;
-        for (int k = 0; k < n->n_post; k++) uses += n->post[k].kind == MSV_POST_BINARY && n->post[k].tensor == t;
+        for (int k = 0; k < n->n_in; k++)
+            uses += n->in[k] == t;
+        for (int k = 0; k < n->n_post; k++)
+            uses += n->post[k].kind == MSV_POST_BINARY && n->post[k].tensor == t;
     }
-    for (int i = 0; i < g->n_outputs; i++) uses += g->outputs[i] == t;
+    for (int i = 0; i < g->n_outputs; i++)
+        uses += g->outputs[i] == t;
     return uses;
 }
 
@@ -581,7 +586,8 @@ msv_status msv_graph_infer(msv_graph *g, const msv_shape *in_shapes, msv_shape *
     if (!shapes) return msv_set_error(err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
     msv_status st = msv_infer_all(g, in_shapes, shapes, err);
     if (st == MSV_OK)
-        for (int i = 0; i < g->n_outputs; i++) out_shapes[i] = shapes[g->outputs[i]];
+        for (int i = 0; i < g->n_outputs; i++)
+            out_shapes[i] = shapes[g->outputs[i]];
     free(shapes);
     return st;
 }

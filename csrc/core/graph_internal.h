@@ -36,10 +36,10 @@ typedef enum msv_tensor_kind { MSV_T_INPUT, MSV_T_CONST, MSV_T_ACT } msv_tensor_
 
 typedef struct msv_tensor {
     msv_tensor_kind kind;
-    msv_shape shape;   /* consts: as given; inputs/activations: 4-D, spatial dims filled at inference */
-    float *data;       /* consts only (owned) */
-    int producer;      /* node index for activations, -1 otherwise */
-    int channels;      /* inputs: declared channel count */
+    msv_shape shape; /* consts: as given; inputs/activations: 4-D, spatial dims filled at inference */
+    float *data;     /* consts only (owned) */
+    int producer;    /* node index for activations, -1 otherwise */
+    int channels;    /* inputs: declared channel count */
 } msv_tensor;
 
 typedef enum msv_post_kind { MSV_POST_ELTWISE, MSV_POST_BINARY } msv_post_kind;
@@ -61,7 +61,7 @@ typedef struct msv_node {
     msv_conv_params win;            /* conv, deconv, pool */
     int alg;                        /* msv_act / msv_binop / msv_pool_kind / msv_resize_mode */
     float alpha, beta, eps;
-    int ints[8]; /* op-specific: pad t,l,b,r; slice c0,c1,h0,h1,w0,w1; shuffle r; resize out h,w; ceil */
+    int ints[8];     /* op-specific: pad t,l,b,r; slice c0,c1,h0,h1,w0,w1; shuffle r; resize out h,w; ceil */
     float floats[2]; /* resize scales */
     msv_post_op post[MSV_MAX_POST_OPS];
     int n_post;
@@ -86,8 +86,7 @@ struct msv_graph {
 };
 
 /* Error helpers (status.c). */
-msv_status msv_set_error(msv_error *err, msv_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+msv_status msv_set_error(msv_error *err, msv_status status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Shape inference for every tensor given the input shapes (graph.c). Fills shapes into `shapes`
  * (n_tensors entries). */
@@ -95,8 +94,8 @@ msv_status msv_infer_all(const msv_graph *g, const msv_shape *in_shapes, msv_sha
 
 /* Backend (csrc/backend/plan.c). */
 void msv_plan_cache_destroy(struct msv_plan_cache *pc);
-msv_status msv_backend_run(msv_graph *g, const msv_shape *in_shapes, const float *const *inputs,
-                           float *const *outputs, msv_error *err);
+msv_status msv_backend_run(msv_graph *g, const msv_shape *in_shapes, const float *const *inputs, float *const *outputs,
+                           msv_error *err);
 int64_t msv_backend_primitive_count(const struct msv_plan_cache *pc);
 int64_t msv_backend_arena_bytes(const struct msv_plan_cache *pc);
 

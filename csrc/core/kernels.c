@@ -12,7 +12,8 @@ void msv_kernel_zero_channel_padding(const msv_view *y) {
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t h = 0; h < y->h; h++)
             for (int64_t w = 0; w < y->w; w++)
-                for (int64_t c = y->c; c < y->c_padded; c++) AT(y, n, c, h, w) = 0.f;
+                for (int64_t c = y->c; c < y->c_padded; c++)
+                    AT(y, n, c, h, w) = 0.f;
 }
 
 /* Channel statistics of one pixel, two-pass like PyTorch's (x - mean).pow(2).mean(). */
@@ -28,8 +29,10 @@ static void pixel_stats(const msv_view *x, const float *p, float *mean_out, floa
             for (int64_t i = 0; i < 16; i++)
                 if (i < B) lanes[i] += q[i];
         }
-        for (int64_t i = 0; i < 16; i++) sum += lanes[i];
-        for (int64_t c = full * B; c < C; c++) sum += p[(c / B) * x->scb + c % B];
+        for (int64_t i = 0; i < 16; i++)
+            sum += lanes[i];
+        for (int64_t c = full * B; c < C; c++)
+            sum += p[(c / B) * x->scb + c % B];
         float mean = sum / (float)C, sq = 0.f;
         float sl[16] = {0};
         for (int64_t cb = 0; cb < full; cb++) {
@@ -38,7 +41,8 @@ static void pixel_stats(const msv_view *x, const float *p, float *mean_out, floa
             for (int64_t i = 0; i < 16; i++)
                 if (i < B) sl[i] += (q[i] - mean) * (q[i] - mean);
         }
-        for (int64_t i = 0; i < 16; i++) sq += sl[i];
+        for (int64_t i = 0; i < 16; i++)
+            sq += sl[i];
         for (int64_t c = full * B; c < C; c++) {
             float d = p[(c / B) * x->scb + c % B] - mean;
             sq += d * d;
@@ -49,21 +53,65 @@ static void pixel_stats(const msv_view *x, const float *p, float *mean_out, floa
     }
     const int64_t s = x->scb;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t c = 0; c < C; c++) sum += p[c * s];
+    for (int64_t c = 0; c < C; c++)
+        sum += p[c * s];
     float mean = sum / (float)C, sq = 0.f;
 #pragma omp simd reduction(+ : sq)
-    for (int64_t c = 0; c < C; c++) sq += (p[c * s] - mean) * (p[c * s] - mean);
+    for (int64_t c = 0; c < C; c++)
+        sq += (p[c * s] - mean) * (p[c * s] - mean);
     *mean_out = mean;
     *var_out = sq / (float)C;
+}
+
+/* Hot kernels are compiled for AVX-512 and AVX2 too; the loader picks the best the CPU has. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MSV_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MSV_MULTIVERSION
+#endif
+
+/* One pixel's channels are contiguous (NHWC): two-pass statistics, then normalise. */
+MSV_MULTIVERSION
+static void layer_norm_row_nhwc(const float *x, float *y, int64_t W, int64_t C, int64_t sx, int64_t sy,
+                                const float *scale, const float *shift, float eps) {
+    for (int64_t w = 0; w < W; w++) {
+        const float *p = x + w * sx;
+        float *q = y + w * sy;
+        float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t c = 0; c < C; c++) sum += p[c];
+        const float mean = sum / (float)C;
+        float sq = 0.f;
+#pragma omp simd reduction(+ : sq)
+        for (int64_t c = 0; c < C; c++) sq += (p[c] - mean) * (p[c] - mean);
+        const float denom = sqrtf(sq / (float)C + eps);
+        if (scale && shift) {
+#pragma omp simd
+            for (int64_t c = 0; c < C; c++) q[c] = scale[c] * ((p[c] - mean) / denom) + shift[c];
+        } else {
+            for (int64_t c = 0; c < C; c++) {
+                float v = (p[c] - mean) / denom;
+                if (scale) v = scale[c] * v;
+                if (shift) v = v + shift[c];
+                q[c] = v;
+            }
+        }
+    }
 }
 
 void msv_kernel_layer_norm_channels(const msv_view *x, const msv_view *y, const float *scale, const float *shift,
                                     float eps) {
     const int64_t C = x->c;
+    const int nhwc = x->block == 1 && y->block == 1 && x->scb == 1 && y->scb == 1;
     const int same_layout = x->block == y->block && x->scb == y->scb;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < x->n; n++) {
         for (int64_t h = 0; h < x->h; h++) {
+            if (nhwc) {
+                layer_norm_row_nhwc(x->data + n * x->sn + h * x->sh, y->data + n * y->sn + h * y->sh, x->w, C, x->sw,
+                                    y->sw, scale, shift, eps);
+                continue;
+            }
             for (int64_t w = 0; w < x->w; w++) {
                 const float *p = x->data + n * x->sn + h * x->sh + w * x->sw;
                 float *q = y->data + n * y->sn + h * y->sh + w * y->sw;
@@ -75,12 +123,10 @@ void msv_kernel_layer_norm_channels(const msv_view *x, const msv_view *y, const 
                     for (int64_t cb = 0; cb < C / B; cb++) {
                         const float *a = p + cb * x->scb;
                         float *b = q + cb * y->scb;
-                        const float *sc = scale ? scale + cb * B : NULL, *sh = shift ? shift + cb * B : NULL;
-#pragma omp simd
                         for (int64_t i = 0; i < B; i++) {
                             float v = (a[i] - mean) / denom;
-                            if (sc) v = sc[i] * v;
-                            if (sh) v = v + sh[i];
+                            if (scale) v = scale[cb * B + i] * v;
+                            if (shift) v = v + shift[cb * B + i];
                             b[i] = v;
                         }
                     }
@@ -98,6 +144,16 @@ void msv_kernel_layer_norm_channels(const msv_view *x, const msv_view *y, const 
     }
 }
 
+MSV_MULTIVERSION
+static void simple_gate_row_nhwc(const float *x, float *y, int64_t W, int64_t half, int64_t sx, int64_t sy) {
+    for (int64_t w = 0; w < W; w++) {
+        const float *a = x + w * sx;
+        float *o = y + w * sy;
+#pragma omp simd
+        for (int64_t c = 0; c < half; c++) o[c] = a[c] * a[c + half];
+    }
+}
+
 void msv_kernel_simple_gate(const msv_view *x, const msv_view *y) {
     const int64_t half = y->c;
     const int aligned = x->block == y->block && x->block > 1 && half % x->block == 0;
@@ -111,23 +167,23 @@ void msv_kernel_simple_gate(const msv_view *x, const msv_view *y) {
                     float *o = y->data + n * y->sn + cb * y->scb + h * y->sh;
                     if (x->sw == B && y->sw == B) { /* a whole row of blocks is contiguous */
 #pragma omp simd
-                        for (int64_t i = 0; i < y->w * B; i++) o[i] = a[i] * a[i + shift];
+                        for (int64_t i = 0; i < y->w * B; i++)
+                            o[i] = a[i] * a[i + shift];
                     } else {
                         for (int64_t w = 0; w < y->w; w++)
-                            for (int64_t i = 0; i < B; i++) o[w * y->sw + i] = a[w * x->sw + i] * a[w * x->sw + i + shift];
+                            for (int64_t i = 0; i < B; i++)
+                                o[w * y->sw + i] = a[w * x->sw + i] * a[w * x->sw + i + shift];
                     }
                 }
             } else if (x->block == 1 && y->block == 1 && x->scb == 1 && y->scb == 1) { /* NHWC */
-                for (int64_t w = 0; w < y->w; w++) {
-                    const float *a = x->data + n * x->sn + h * x->sh + w * x->sw;
-                    float *o = y->data + n * y->sn + h * y->sh + w * y->sw;
-#pragma omp simd
-                    for (int64_t c = 0; c < half; c++) o[c] = a[c] * a[c + half];
-                }
+                simple_gate_row_nhwc(x->data + n * x->sn + h * x->sh, y->data + n * y->sn + h * y->sh, y->w, half,
+                                     x->sw, y->sw);
             } else {
                 for (int64_t w = 0; w < y->w; w++) {
-                    for (int64_t c = 0; c < half; c++) AT(y, n, c, h, w) = AT(x, n, c, h, w) * AT(x, n, c + half, h, w);
-                    for (int64_t c = half; c < y->c_padded; c++) AT(y, n, c, h, w) = 0.f;
+                    for (int64_t c = 0; c < half; c++)
+                        AT(y, n, c, h, w) = AT(x, n, c, h, w) * AT(x, n, c + half, h, w);
+                    for (int64_t c = half; c < y->c_padded; c++)
+                        AT(y, n, c, h, w) = 0.f;
                 }
             }
         }
@@ -201,7 +257,8 @@ void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double sc
         for (int64_t h = 0; h < y->h; h++)
             for (int64_t c = 0; c < y->c_padded; c++) {
                 if (c >= y->c) {
-                    for (int64_t w = 0; w < y->w; w++) AT(y, n, c, h, w) = 0.f;
+                    for (int64_t w = 0; w < y->w; w++)
+                        AT(y, n, c, h, w) = 0.f;
                     continue;
                 }
                 if (mode == 0) {

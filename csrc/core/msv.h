@@ -109,11 +109,11 @@ typedef enum msv_binop {
 
 typedef struct msv_conv_params {
     int kh, kw;
-    int sh, sw;                       /* stride */
-    int pad_t, pad_l, pad_b, pad_r;   /* zero padding */
-    int dh, dw;                       /* dilation, 1 = none */
+    int sh, sw;                     /* stride */
+    int pad_t, pad_l, pad_b, pad_r; /* zero padding */
+    int dh, dw;                     /* dilation, 1 = none */
     int groups;
-    int out_pad_h, out_pad_w;         /* deconvolution output_padding */
+    int out_pad_h, out_pad_w; /* deconvolution output_padding */
 } msv_conv_params;
 
 typedef enum msv_pool_kind { MSV_POOL_MAX, MSV_POOL_AVG_INCLUDE_PAD, MSV_POOL_AVG_EXCLUDE_PAD } msv_pool_kind;
@@ -179,8 +179,8 @@ int64_t msv_graph_arena_bytes(const msv_graph *g);
 
 /* ---- architectures (csrc/models/) ---- */
 /* Builds, finalizes and returns the graph of architecture `arch` (e.g. "nafnet"). */
-msv_status msv_model_build(const char *arch, const msv_settings *settings, const msv_weights *weights,
-                           msv_graph **out, msv_error *err);
+msv_status msv_model_build(const char *arch, const msv_settings *settings, const msv_weights *weights, msv_graph **out,
+                           msv_error *err);
 
 #ifdef __cplusplus
 }

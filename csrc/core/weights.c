@@ -25,7 +25,8 @@ msv_status msv_weights_create(msv_weights **out, msv_error *err) {
 
 void msv_weights_destroy(msv_weights *w) {
     if (!w) return;
-    for (int i = 0; i < w->n; i++) free(w->items[i].name);
+    for (int i = 0; i < w->n; i++)
+        free(w->items[i].name);
     free(w->items);
     free(w);
 }
@@ -146,7 +147,8 @@ int msv_settings_get(const msv_settings *s, const char *name, double *values, in
     for (int i = s->n - 1; i >= 0; i--) { /* last set wins */
         if (strcmp(s->items[i].name, name) == 0) {
             int n = s->items[i].n;
-            for (int k = 0; k < n && k < cap; k++) values[k] = s->items[i].values[k];
+            for (int k = 0; k < n && k < cap; k++)
+                values[k] = s->items[i].values[k];
             return n;
         }
     }

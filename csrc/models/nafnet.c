@@ -71,7 +71,8 @@ static int up_block(msv_builder *b, int x, int level, int c) {
     }
     for (int k = 0; k < c; k++)
         for (int co = 0; co < co_n; co++)
-            for (int ij = 0; ij < 4; ij++) wd[((size_t)k * co_n + co) * 4 + ij] = w[(size_t)(co * 4 + ij) * c + k];
+            for (int ij = 0; ij < 4; ij++)
+                wd[((size_t)k * co_n + co) * 4 + ij] = w[(size_t)(co * 4 + ij) * c + k];
     int wt = msv_const(b->g, msv_shape4(c, co_n, 2, 2), wd);
     free(wd);
     msv_conv_params p = {2, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1, 0, 0};

@@ -14,8 +14,8 @@ static const struct {
     {"nafnet", msv_build_nafnet},
 };
 
-msv_status msv_model_build(const char *arch, const msv_settings *settings, const msv_weights *weights,
-                           msv_graph **out, msv_error *err) {
+msv_status msv_model_build(const char *arch, const msv_settings *settings, const msv_weights *weights, msv_graph **out,
+                           msv_error *err) {
     *out = NULL;
     for (size_t i = 0; i < sizeof k_architectures / sizeof k_architectures[0]; i++)
         if (strcmp(k_architectures[i].name, arch) == 0) return k_architectures[i].build(settings, weights, out, err);

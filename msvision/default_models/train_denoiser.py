@@ -297,13 +297,13 @@ def main():
         f.write(
             "# msvision sample data\n\n"
             "## noisy_sample.png\n\n"
-            "`astronaut.png` from scikit-image's bundled data (`skimage.data.astronaut()`): color photograph "
-            "of the astronaut Eileen Collins, downloaded by scikit-image from the NASA Great Images database. "
-            "A work of NASA (U.S. federal government): no known copyright restrictions, released into the "
-            "**public domain**.\n\n"
-            f"Additive white Gaussian noise with sigma {SAMPLE_SIGMA} (0..255 scale) was added with a fixed seed "
-            f"(`numpy.random.default_rng([{EVAL_SEED}, {idx}, {SAMPLE_SIGMA}])`), then the result was rounded, "
-            "clipped to 0..255 "
+            "`astronaut.png` from scikit-image's bundled data (`skimage.data.astronaut()`): color "
+            "photograph of the astronaut Eileen Collins, downloaded by scikit-image from the NASA Great "
+            "Images database. A work of NASA (U.S. federal government): no known copyright restrictions, "
+            "released into the **public domain**.\n\n"
+            f"Additive white Gaussian noise with sigma {SAMPLE_SIGMA} (0..255 scale) was added with a "
+            f"fixed seed (`numpy.random.default_rng([{EVAL_SEED}, {idx}, {SAMPLE_SIGMA}])`), then the "
+            "result was rounded, clipped to 0..255 "
             "and stored as a 512x512 uint8 RGB PNG by `msvision/default_models/train_denoiser.py`. The "
             "astronaut photo is never used to train the embedded denoiser (it is held out for evaluation).\n"
         )
@@ -335,7 +335,15 @@ def main():
             "denoised exactly like ModelScope's `image-denoising` pipeline "
             "(`ToTensor` -> model -> `clamp(0, 1)` -> `(x * 255).astype(uint8)`); PSNR on the 0..255 "
             "uint8 scale against the clean photo.\n\n"
-            f"Command (from the repository root):\n\n```\n{cmd}\n```\n\n" + table + "\n"
+            f"Command (from the repository root):\n\n```\n{cmd}\n```\n\n"
+            + (
+                ""
+                if args.iters > 0
+                else "The iteration count was fitted to the wall-clock budget by a timing probe; add "
+                f"`--iters {it}` to repeat this exact run.\n\n"
+            )
+            + table
+            + "\n"
         )
     print(f"wrote {args.out} ({size} bytes of weights) in {total_s:.0f} s total", flush=True)
 

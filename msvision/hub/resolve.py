@@ -219,8 +219,8 @@ def resolve_model_dir(model, task: str | None, revision: str | None = None) -> s
 
     ``model``: a local directory (str or ``os.PathLike``), a hub id ``'owner/name'``, or ``None`` for the task's
     default. ``revision`` only selects a snapshot in the modelscope-hub cache layout (falling back to
-    ``master``/``main`` there); older layouts hold a single revision and ignore it. An existing local path wins over a hub id of the same spelling, as in
-    ModelScope.
+    ``master``/``main`` there); older layouts hold a single revision and ignore it. An existing local path wins
+    over a hub id of the same spelling, as in ModelScope.
 
     Raises ``TypeError`` (model not str/PathLike/None), ``ValueError`` (empty model string),
     :class:`UnsupportedTaskError` and :class:`ModelNotFoundError`.

@@ -16,7 +16,9 @@ class Pipeline:
     def __call__(self, input, *args, **kwargs):
         kwargs.pop("batch_size", None)  # accepted for compatibility; inputs run one at a time
         if args:
-            raise TypeError(f"{type(self).__name__} takes one input (or a list of inputs), got extra arguments")
+            raise TypeError(
+                f"{type(self).__name__} takes one input (or a list of inputs), got extra arguments"
+            )
         if kwargs:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(kwargs)}")
         if isinstance(input, list):

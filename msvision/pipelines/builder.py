@@ -49,7 +49,9 @@ def pipeline(
     if preprocessor is not None:
         raise NotImplementedError("custom preprocessors are not supported by msvision")
     if config_file is not None:
-        raise NotImplementedError("config_file is not supported by msvision; put configuration.json in the model dir")
+        raise NotImplementedError(
+            "config_file is not supported by msvision; put configuration.json in the model dir"
+        )
     if framework not in (None, "pytorch", "tensorflow"):
         raise ValueError(f"unknown framework {framework!r}")
     if kwargs:
@@ -62,7 +64,9 @@ def pipeline(
     if not isinstance(task, str):
         raise TypeError(f"task must be a str, got {type(task).__name__}")
     if task not in PIPELINES:
-        raise UnsupportedTaskError(f"task {task!r} is not supported by msvision; supported: {sorted(PIPELINES)}")
+        raise UnsupportedTaskError(
+            f"task {task!r} is not supported by msvision; supported: {sorted(PIPELINES)}"
+        )
     model_dir = resolve_model_dir(model, task, revision=model_revision)
     config = read_configuration(model_dir)
     config_path = f"{model_dir}/configuration.json"

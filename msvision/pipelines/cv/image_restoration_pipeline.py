@@ -32,7 +32,11 @@ def tile_plan(height: int, width: int):
             # ModelScope's end index is absolute when the window reaches the border; Python slicing clips it
             he = hs + h if y1 < height else height
             we = ws + w if x1 < width else width
-            yield (slice(y0, y1), slice(x0, x1)), (slice(y, y + h), slice(x, x + w)), (slice(hs, he), slice(ws, we))
+            yield (
+                (slice(y0, y1), slice(x0, x1)),
+                (slice(y, y + h), slice(x, x + w)),
+                (slice(hs, he), slice(ws, we)),
+            )
 
 
 class ImageDenoisePipeline(Pipeline):

@@ -1,0 +1,41 @@
+"""Shared test setup.
+
+- ``tests/stubs`` goes first on sys.path: ModelScope's pipelines import torchvision, which has no CPU build on
+  our machines; the stand-in there implements exactly the functions those pipelines call (tested in
+  test_torchvision_stub.py). It is only ever used by the oracle side of the tests.
+- ``shared_dir``: real weights and photos beside the project (``../shared`` or $MSVISION_SHARED).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS / "stubs"))
+sys.path.insert(0, str(TESTS))
+
+
+def shared_path() -> Path:
+    env = os.environ.get("MSVISION_SHARED")
+    return Path(env) if env else TESTS.parent.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    path = shared_path()
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared assets folder {path} is missing in CI")
+        pytest.skip(f"shared assets folder {path} is absent (a clone outside the workplace)")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads():
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(2)

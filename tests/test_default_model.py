@@ -1,0 +1,67 @@
+"""The embedded default image-denoising model and the README's main job (the command line on the bundled
+noisy sample)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from fixtures import compare_images, skimage_photo
+from PIL import Image
+
+import msvision
+from msvision.hub import EMBEDDED_DEFAULT_FOR_TASK
+
+
+def _psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def test_default_is_embedded_and_denoises(empty_cache):
+    from msvision.__main__ import SAMPLE
+
+    p = msvision.pipeline("image-denoising")
+    assert p.model_dir == str(EMBEDDED_DEFAULT_FOR_TASK["image-denoising"])
+    clean = np.asarray(Image.open(skimage_photo("astronaut.png")).convert("RGB"))
+    noisy = np.asarray(Image.open(SAMPLE).convert("RGB"))
+    out = p(str(SAMPLE))["output_img"][:, :, ::-1]
+    gain = _psnr(out, clean) - _psnr(noisy, clean)
+    assert gain > 6.0, f"PSNR gain {gain:.2f} dB"
+
+
+def test_default_matches_modelscope(empty_cache):
+    from modelscope.pipelines import pipeline
+
+    from msvision.__main__ import SAMPLE
+
+    model_dir = str(EMBEDDED_DEFAULT_FOR_TASK["image-denoising"])
+    ours = msvision.pipeline("image-denoising")(str(SAMPLE))["output_img"]
+    theirs = pipeline("image-denoising", model=model_dir)(str(SAMPLE))["output_img"]
+    max_diff, identical = compare_images(ours, theirs)
+    assert max_diff <= 1 and identical >= 0.999
+
+
+def test_command_line_main_job(tmp_path, empty_cache):
+    out = tmp_path / "denoised.png"
+    run = subprocess.run(
+        [sys.executable, "-m", "msvision", "image-denoising", "--sample", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert Image.open(out).size == (512, 512)
+    bad = subprocess.run(
+        [sys.executable, "-m", "msvision", "image-denoising", str(tmp_path / "missing.png"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0 and "missing.png" in bad.stderr
