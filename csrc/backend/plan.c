@@ -91,6 +91,8 @@ typedef struct plan {
     step *steps;
     int n_steps, cap_steps;
     int *tensor_entry; /* graph tensor -> entry holding it (-1 none) */
+    int conv_from[16], conv_to[16]; /* conversions already made (e.g. the input reordered once for two uses) */
+    int n_conv;
     size_t arena_bytes;
     void *bound_arena;
     uint64_t last_used;
@@ -378,6 +380,9 @@ static dnnl_primitive_attr_t new_attr(void) {
 /* Entry `e` converted to `want` (a reorder step is added when the layouts differ). Returns the entry to read. */
 static int converted(builder *b, int e, const_dnnl_memory_desc_t want) {
     if (dnnl_memory_desc_equal(b->p->entries[e].md, want)) return e;
+    plan *p = b->p;
+    for (int i = 0; i < p->n_conv; i++)
+        if (p->conv_from[i] == e && dnnl_memory_desc_equal(p->entries[p->conv_to[i]].md, want)) return p->conv_to[i];
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, b->p->entries[e].md, g_engine, want, g_engine, NULL);
     if (s != dnnl_success) {
@@ -394,6 +399,10 @@ static int converted(builder *b, int e, const_dnnl_memory_desc_t want) {
     b->p->entries[out].def = b->p->n_steps - 1;
     add_arg(b, st, DNNL_ARG_FROM, e);
     add_arg(b, st, DNNL_ARG_TO, out);
+    if (p->n_conv < 16) {
+        p->conv_from[p->n_conv] = e;
+        p->conv_to[p->n_conv++] = out;
+    }
     return out;
 }
 
