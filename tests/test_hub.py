@@ -1,14 +1,9 @@
 """Model resolution (msvision.hub), configuration parsing, device validation and ModelScope-named constants."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-_STUBS = str(Path(__file__).resolve().parent / "stubs")
-if _STUBS not in sys.path:
-    sys.path.insert(0, _STUBS)
 
 from msvision import errors
 from msvision.errors import InvalidModelError, ModelNotFoundError, UnsupportedTaskError
@@ -240,7 +235,9 @@ def test_unknown_task(env):
         assert t in str(ei.value)
     with pytest.raises(UnsupportedTaskError, match="Did you mean 'image-denoising'"):
         resolve_model_dir(MID, "image_denoising")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError):  # a default model needs a task
+        resolve_model_dir(None, None)
+    with pytest.raises(ModelNotFoundError):  # with a model, the task is optional (pipeline() reads it from config)
         resolve_model_dir(MID, None)
 
 

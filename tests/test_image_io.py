@@ -3,18 +3,12 @@
 import functools
 import http.server
 import io
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
-
-# Test-only torchvision stand-in, needed before modelscope.preprocessors is imported.
-_STUBS = str(Path(__file__).resolve().parent / "stubs")
-if _STUBS not in sys.path:
-    sys.path.insert(0, _STUBS)
 
 from msvision.errors import ImageDecodeError, InvalidInputError
 from msvision.io import image as msimage

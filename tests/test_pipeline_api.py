@@ -136,7 +136,9 @@ def test_weights_that_do_not_fit(model_copy, change):
     else:
         sd["intro.weight"] = torch.zeros(8, 3, 5, 5)
     torch.save({"params": sd}, d / "pytorch_model.pt")
-    expected = {"missing": "middle_blks.0.conv2.weight", "extra": "head.weight", "misshapen": "intro.weight"}[change]
+    expected = {"missing": "middle_blks.0.conv2.weight", "extra": "head.weight", "misshapen": "intro.weight"}[
+        change
+    ]
     with pytest.raises(InvalidModelError, match=expected):
         pipeline("image-denoising", model=str(d))
 

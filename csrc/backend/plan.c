@@ -90,7 +90,7 @@ typedef struct plan {
     int n_entries, cap_entries;
     step *steps;
     int n_steps, cap_steps;
-    int *tensor_entry; /* graph tensor -> entry holding it (-1 none) */
+    int *tensor_entry;              /* graph tensor -> entry holding it (-1 none) */
     int conv_from[16], conv_to[16]; /* conversions already made (e.g. the input reordered once for two uses) */
     int n_conv;
     size_t arena_bytes;
@@ -761,7 +761,10 @@ static msv_status plan_primitive_op(builder *b, const msv_node *n) {
         break;
     }
     case MSV_OP_PRELU: {
-        int64_t len = b->g->tensors[n->weight].shape.dims[0];
+        const msv_shape ss = b->g->tensors[n->weight].shape;
+        int64_t len = 1;
+        for (int d = 0; d < ss.ndims; d++)
+            len *= ss.dims[d];
         dnnl_memory_desc_t wmd = md_tag(4, (int64_t[]){1, len, 1, 1}, dnnl_nchw);
         int w = const_entry(b, n->weight, wmd);
         if (w < 0) {
@@ -780,9 +783,21 @@ static msv_status plan_primitive_op(builder *b, const msv_node *n) {
         int64_t pr = (ys.dims[3] - 1) * p->sw + p->kw - xs.dims[3] - p->pad_l;
         dnnl_dims_t strides = {p->sh, p->sw}, kernel = {p->kh, p->kw}, dil = {p->dh - 1, p->dw - 1},
                     pl = {p->pad_t, p->pad_l}, prr = {pb, pr};
-        dnnl_alg_kind_t alg = n->alg == MSV_POOL_MAX               ? dnnl_pooling_max
-                              : n->alg == MSV_POOL_AVG_INCLUDE_PAD ? dnnl_pooling_avg_include_padding
-                                                                   : dnnl_pooling_avg_exclude_padding;
+        int kind = n->alg;
+        if (kind == MSV_POOL_AVG_INCLUDE_PAD && (pb > p->pad_b || pr > p->pad_r)) {
+            /* ceil-mode overhang: PyTorch counts the zero padding but not the overhang. Without padding that is
+             * exclude-padding; with both, oneDNN cannot express it. */
+            if (p->pad_t || p->pad_l || p->pad_b || p->pad_r) {
+                result = msv_set_error(b->err, MSV_ERR_UNSUPPORTED,
+                                       "average pooling with count_include_pad, ceil_mode and padding together "
+                                       "(the last window overhangs the padded input)");
+                break;
+            }
+            kind = MSV_POOL_AVG_EXCLUDE_PAD;
+        }
+        dnnl_alg_kind_t alg = kind == MSV_POOL_MAX               ? dnnl_pooling_max
+                              : kind == MSV_POOL_AVG_INCLUDE_PAD ? dnnl_pooling_avg_include_padding
+                                                                 : dnnl_pooling_avg_exclude_padding;
         s = dnnl_pooling_forward_primitive_desc_create(&pd, g_engine, dnnl_forward_inference, alg, smd, dany, strides,
                                                        kernel, dil, pl, prr, attr);
         result = finish_simple(b, n, s, pd, "pooling", &src, (int[]){DNNL_ARG_SRC}, 1, NULL);

@@ -283,7 +283,11 @@ static PyObject *Graph_pixel_unshuffle(GraphObject *self, PyObject *args) {
 static PyObject *Graph_output(GraphObject *self, PyObject *args) {
     int x;
     if (!PyArg_ParseTuple(args, "i", &x)) return NULL;
-    msv_output(self->graph, x);
+    if (msv_output(self->graph, x) != MSV_OK) {
+        msv_error err = {0};
+        msv_graph_finalize(self->graph, &err); /* reports the sticky error */
+        return raise_status(&err);
+    }
     Py_RETURN_NONE;
 }
 
@@ -303,7 +307,7 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args, PyObject *kwds) {
     PyObject *fast = PySequence_Fast(seq, "inputs must be a list of arrays");
     if (!fast) return NULL;
     if (PySequence_Fast_GET_SIZE(fast) != n_in) {
-        PyErr_Format(PyExc_ValueError, "this graph takes %d input(s), got %zd", n_in, PySequence_Fast_GET_SIZE(fast));
+        PyErr_Format(ShapeError, "this graph takes %d input(s), got %zd", n_in, PySequence_Fast_GET_SIZE(fast));
         Py_DECREF(fast);
         return NULL;
     }

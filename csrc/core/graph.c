@@ -73,13 +73,13 @@ int msv_input(msv_graph *g, int channels) {
     return id;
 }
 
-void msv_output(msv_graph *g, int t) {
-    if (failed(g)) return;
-    if (!is_act(g, t) || g->n_outputs >= 8) {
-        msv_set_error(&g->first_error, MSV_ERR_INVALID_ARGUMENT, "invalid graph output %d", t);
-        return;
-    }
+msv_status msv_output(msv_graph *g, int t) {
+    if (failed(g)) return g->first_error.status;
+    if (g->finalized) return msv_set_error(&g->first_error, MSV_ERR_INVALID_ARGUMENT, "graph already finalized");
+    if (!is_act(g, t) || g->n_outputs >= 8)
+        return msv_set_error(&g->first_error, MSV_ERR_INVALID_ARGUMENT, "invalid graph output %d", t);
     g->outputs[g->n_outputs++] = t;
+    return MSV_OK;
 }
 
 static int64_t numel(msv_shape s) {
@@ -359,7 +359,7 @@ int msv_deconv2d(msv_graph *g, int x, int weight, int bias, const msv_conv_param
     const msv_shape ws = g->tensors[weight].shape;
     if (ws.dims[0] != channels_of(g, x) || ws.dims[0] % p->groups || ws.dims[2] != p->kh || ws.dims[3] != p->kw)
         BUILD_FAIL(g, MSV_ERR_WEIGHT_SHAPE, "deconv2d weight does not fit %d input channels", channels_of(g, x));
-    if (p->out_pad_h >= p->sh && p->out_pad_h >= p->dh)
+    if ((p->out_pad_h >= p->sh && p->out_pad_h >= p->dh) || (p->out_pad_w >= p->sw && p->out_pad_w >= p->dw))
         BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "output padding must be smaller than stride or dilation");
     if (!check_vector(g, bias, ws.dims[1] * p->groups, "deconv2d bias")) return -1;
     msv_node n = new_node(MSV_OP_DECONV, x);
@@ -431,7 +431,8 @@ int msv_layer_norm_channels(msv_graph *g, int x, int scale, int shift, float eps
 
 int msv_pool2d(msv_graph *g, int x, msv_pool_kind kind, const msv_conv_params *window, int ceil_mode) {
     if (failed(g) || !check_window(g, window)) return -1;
-    if (window->pad_t * 2 > window->kh || window->pad_l * 2 > window->kw)
+    if (window->pad_t * 2 > window->kh || window->pad_l * 2 > window->kw || window->pad_b * 2 > window->kh ||
+        window->pad_r * 2 > window->kw)
         BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "pooling padding must be at most half the window");
     msv_node n = new_node(MSV_OP_POOL, x);
     n.alg = kind;

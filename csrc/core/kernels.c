@@ -79,15 +79,18 @@ static void layer_norm_row_nhwc(const float *x, float *y, int64_t W, int64_t C, 
         float *q = y + w * sy;
         float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
-        for (int64_t c = 0; c < C; c++) sum += p[c];
+        for (int64_t c = 0; c < C; c++)
+            sum += p[c];
         const float mean = sum / (float)C;
         float sq = 0.f;
 #pragma omp simd reduction(+ : sq)
-        for (int64_t c = 0; c < C; c++) sq += (p[c] - mean) * (p[c] - mean);
+        for (int64_t c = 0; c < C; c++)
+            sq += (p[c] - mean) * (p[c] - mean);
         const float denom = sqrtf(sq / (float)C + eps);
         if (scale && shift) {
 #pragma omp simd
-            for (int64_t c = 0; c < C; c++) q[c] = scale[c] * ((p[c] - mean) / denom) + shift[c];
+            for (int64_t c = 0; c < C; c++)
+                q[c] = scale[c] * ((p[c] - mean) / denom) + shift[c];
         } else {
             for (int64_t c = 0; c < C; c++) {
                 float v = (p[c] - mean) / denom;
@@ -137,7 +140,8 @@ void msv_kernel_layer_norm_channels(const msv_view *x, const msv_view *y, const 
                         if (shift) v = v + shift[c];
                         q[(c / y->block) * y->scb + c % y->block] = v;
                     }
-                    for (int64_t c = C; c < y->c_padded; c++) q[(c / y->block) * y->scb + c % y->block] = 0.f;
+                    for (int64_t c = C; c < y->c_padded; c++)
+                        q[(c / y->block) * y->scb + c % y->block] = 0.f;
                 }
             }
         }
@@ -150,7 +154,8 @@ static void simple_gate_row_nhwc(const float *x, float *y, int64_t W, int64_t ha
         const float *a = x + w * sx;
         float *o = y + w * sy;
 #pragma omp simd
-        for (int64_t c = 0; c < half; c++) o[c] = a[c] * a[c + half];
+        for (int64_t c = 0; c < half; c++)
+            o[c] = a[c] * a[c + half];
     }
 }
 

@@ -129,8 +129,8 @@ void msv_graph_destroy(msv_graph *g);
 
 /* A graph input of `channels` channels; batch and spatial size come with each run. */
 int msv_input(msv_graph *g, int channels);
-/* Marks a tensor as the next graph output. */
-void msv_output(msv_graph *g, int t);
+/* Marks a tensor as the next graph output; returns the graph's (sticky) status. */
+msv_status msv_output(msv_graph *g, int t);
 /* A constant (copied). */
 int msv_const(msv_graph *g, msv_shape shape, const float *data);
 

@@ -1,0 +1,252 @@
+"""Helpers shared by the benchmarks: paths, test images, timing, memory, machine description, FLOP counts.
+
+Nothing here imports torch, ModelScope or msvision, so an engine's subprocess only loads what it benchmarks.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(BENCH_DIR)
+OUT_DIR = os.path.join(BENCH_DIR, "out")  # git-ignored
+STUBS_DIR = os.path.join(REPO_ROOT, "tests", "stubs")  # test-only torchvision stand-in ModelScope imports
+
+# This machine's fp32 peak: 2 Zen 4 cores with AVX-512 ~ 230 GFLOP/s; scaled linearly by threads.
+PEAK_GFLOPS_PER_THREAD = 115.0
+
+
+def use_torchvision_stub() -> None:
+    """ModelScope's pipelines import torchvision, which has no CPU build here: put the stand-in first."""
+    if STUBS_DIR not in sys.path:
+        sys.path.insert(0, STUBS_DIR)
+
+
+def use_repo_msvision() -> None:
+    """Import msvision from this checkout (built in place) rather than any installed copy."""
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
+
+
+def thread_env(threads: int) -> dict:
+    """Environment sizing the OpenMP / MKL pools of every engine like the engines' own thread settings."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MSVISION_NUM_THREADS")
+    return {var: str(threads) for var in names}
+
+
+# ---------------------------------------------------------------- images
+
+
+def skimage_data_path(name: str) -> str:
+    import skimage
+
+    return os.path.join(os.path.dirname(skimage.__file__), "data", name)
+
+
+def make_test_image(size: int, directory: str) -> tuple[str, str]:
+    """A real photo of ``size`` x ``size`` px saved as PNG; returns (path, description).
+
+    <= 512 px: scikit-image's astronaut.png (512x512), resized if smaller. Larger: retina.jpg (1411x1411),
+    center-cropped to a square and resized with Lanczos.
+    """
+    from PIL import Image
+
+    os.makedirs(directory, exist_ok=True)
+    name = "astronaut.png" if size <= 512 else "retina.jpg"
+    img = Image.open(skimage_data_path(name)).convert("RGB")
+    w, h = img.size
+    side = min(w, h)
+    box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+    img = img.crop(box)
+    what = f"skimage {name} {w}x{h}"
+    if side != size:
+        img = img.resize((size, size), Image.LANCZOS)
+        what += f", center crop {side}x{side}, Lanczos resize to {size}x{size}"
+    path = os.path.join(directory, f"nafnet_{size}.png")
+    img.save(path)
+    return path, what
+
+
+# ---------------------------------------------------------------- tiling and FLOPs
+
+
+def tile_plan(height: int, width: int, tile: int = 512, overlap: int = 16):
+    """ModelScope ImageDenoisePipeline.crop_process tiling (also msvision's tile_plan).
+
+    Yields (source window, placement window, slice of the tile result), each as (slice_y, slice_x).
+    """
+    rows, cols = max(height // tile, 1), max(width // tile, 1)
+    step_h, step_w = height // rows, width // cols
+    for r in range(rows):
+        for c in range(cols):
+            y, x = step_h * r, step_w * c
+            h = step_h if r < rows - 1 else height - y
+            w = step_w if c < cols - 1 else width - x
+            y0, y1 = max(0, y - overlap), min(y + h + overlap, height)
+            x0, x1 = max(0, x - overlap), min(x + w + overlap, width)
+            hs = overlap if y0 > 0 else 0
+            ws = overlap if x0 > 0 else 0
+            he = hs + h if y1 < height else height
+            we = ws + w if x1 < width else width
+            yield (
+                (slice(y0, y1), slice(x0, x1)),
+                (slice(y, y + h), slice(x, x + w)),
+                (slice(hs, he), slice(ws, we)),
+            )
+
+
+def tile_shapes(height: int, width: int) -> list[tuple[int, int]]:
+    """(h, w) of every tile the pipeline feeds the network, in order, before padding."""
+    return [(sy.stop - sy.start, sx.stop - sx.start) for (sy, sx), _, _ in tile_plan(height, width)]
+
+
+def pad_to(n: int, multiple: int) -> int:
+    return n + (multiple - n % multiple) % multiple
+
+
+def _conv_macs(cin: int, cout: int, k: int, out_h: int, out_w: int, groups: int = 1) -> int:
+    return out_h * out_w * cout * (cin // groups) * k * k
+
+
+def nafnet_conv_flops(net: dict, height: int, width: int) -> int:
+    """2 x multiply-accumulates of every convolution of ModelScope's NAFNet on one padded H x W input.
+
+    Counts intro/ending 3x3, every NAFBlock's 1x1 convs, depthwise 3x3 and its channel-attention 1x1 (on a
+    1x1 map), the 2x2 stride-2 downsamplers and the 1x1 upsamplers before PixelShuffle. Element-wise ops
+    (LayerNorm, SimpleGate, residual adds, pooling) are not counted.
+    """
+    c0, img_c = net.get("width", 16), net.get("img_channel", 3)
+    enc, dec, mid = net.get("enc_blk_nums", []), net.get("dec_blk_nums", []), net.get("middle_blk_num", 1)
+
+    def block(c: int, h: int, w: int) -> int:
+        dw = 2 * c
+        return (
+            _conv_macs(c, dw, 1, h, w)  # conv1
+            + _conv_macs(dw, dw, 3, h, w, groups=dw)  # conv2, depthwise
+            + _conv_macs(dw // 2, dw // 2, 1, 1, 1)  # sca (after global average pooling)
+            + _conv_macs(dw // 2, c, 1, h, w)  # conv3
+            + _conv_macs(c, 2 * c, 1, h, w)  # conv4
+            + _conv_macs(c, c, 1, h, w)  # conv5
+        )
+
+    m = 2 ** len(enc)
+    h, w = pad_to(height, m), pad_to(width, m)
+    macs = _conv_macs(img_c, c0, 3, h, w) + _conv_macs(c0, img_c, 3, h, w)  # intro, ending
+    c = c0
+    for n in enc:
+        macs += n * block(c, h, w)
+        h, w = h // 2, w // 2
+        macs += _conv_macs(c, 2 * c, 2, h, w)  # down: 2x2 stride 2
+        c *= 2
+    macs += mid * block(c, h, w)
+    for n in dec:
+        macs += _conv_macs(c, 2 * c, 1, h, w)  # up: 1x1 then PixelShuffle(2)
+        h, w, c = h * 2, w * 2, c // 2
+        macs += n * block(c, h, w)
+    return 2 * macs
+
+
+# ---------------------------------------------------------------- timing and memory
+
+
+def time_calls(fn, repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn()`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def summarize(times: list[float]) -> dict:
+    return {"n": len(times), "min": min(times), "median": statistics.median(times), "all": times}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mib() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+def compare_uint8(a: np.ndarray, b: np.ndarray) -> dict:
+    """Max abs difference and share of pixels whose channels are all identical, for two HxWxC uint8 images."""
+    if a.shape != b.shape:
+        return {"error": f"shape {a.shape} vs {b.shape}"}
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return {
+        "max_abs_diff": int(d.max()),
+        "identical_pixels_pct": float(100.0 * np.mean(np.all(d == 0, axis=-1))),
+        "differing_pixels": int(np.count_nonzero(np.any(d != 0, axis=-1))),
+        "within1_pixels_pct": float(100.0 * np.mean(np.all(d <= 1, axis=-1))),
+    }
+
+
+# ---------------------------------------------------------------- machine description
+
+
+def _lscpu() -> dict:
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def machine_info() -> dict:
+    cpu = _lscpu()
+    return {
+        "cpu_model": cpu.get("Model name", platform.processor() or "unknown"),
+        "cpus": cpu.get("CPU(s)", str(os.cpu_count())),
+        "cores_per_socket": cpu.get("Core(s) per socket", "?"),
+        "threads_per_core": cpu.get("Thread(s) per core", "?"),
+        "sockets": cpu.get("Socket(s)", "?"),
+        "hypervisor": cpu.get("Hypervisor vendor", ""),
+        "avx512": "avx512f" in cpu.get("Flags", ""),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def package_versions(names) -> dict:
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def now_utc() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
