@@ -973,6 +973,7 @@ static msv_status build_plan(msv_graph *g, struct msv_plan_cache *pc, const msv_
         case MSV_OP_PIXEL_SHUFFLE:
         case MSV_OP_PIXEL_UNSHUFFLE:
         case MSV_OP_SIMPLE_GATE:
+        case MSV_OP_GROUP_NORM:
         case MSV_OP_RESIZE: st = plan_kernel_op(&b, n); break;
         default: st = plan_primitive_op(&b, n);
         }
@@ -1066,6 +1067,7 @@ static void run_kernel(const step *s, void *src, void *dst) {
     switch (n->op) {
     case MSV_OP_LAYER_NORM: msv_kernel_layer_norm_channels(&x, &y, s->scale, s->shift, n->eps); break;
     case MSV_OP_SIMPLE_GATE: msv_kernel_simple_gate(&x, &y); break;
+    case MSV_OP_GROUP_NORM: msv_kernel_group_norm(&x, &y, n->ints[0], s->scale, s->shift, n->eps); break;
     case MSV_OP_PAD: msv_kernel_pad(&x, &y, n->ints[0], n->ints[1], n->alpha); break;
     case MSV_OP_SLICE: msv_kernel_slice(&x, &y, n->ints[0], n->ints[2], n->ints[4]); break;
     case MSV_OP_PIXEL_SHUFFLE: msv_kernel_pixel_shuffle(&x, &y, n->ints[0]); break;

@@ -280,6 +280,13 @@ static PyObject *Graph_pixel_unshuffle(GraphObject *self, PyObject *args) {
     return Graph_shuffle(self, args, msv_pixel_unshuffle);
 }
 
+static PyObject *Graph_group_norm(GraphObject *self, PyObject *args) {
+    int x, groups, sc, sh;
+    float eps;
+    if (!PyArg_ParseTuple(args, "iiiif", &x, &groups, &sc, &sh, &eps)) return NULL;
+    return tensor_result(self, msv_group_norm(self->graph, x, groups, sc, sh, eps));
+}
+
 static PyObject *Graph_output(GraphObject *self, PyObject *args) {
     int x;
     if (!PyArg_ParseTuple(args, "i", &x)) return NULL;
@@ -311,10 +318,10 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args, PyObject *kwds) {
         Py_DECREF(fast);
         return NULL;
     }
-    PyArrayObject *ins[8] = {0}, *outs[8] = {0};
-    msv_shape in_shapes[8], out_shapes[8];
+    PyArrayObject *ins[8] = {0}, *outs[32] = {0};
+    msv_shape in_shapes[8], out_shapes[32];
     const float *in_ptrs[8];
-    float *out_ptrs[8];
+    float *out_ptrs[32];
     PyObject *result = NULL;
     msv_error err = {0};
     for (int i = 0; i < n_in; i++) {
@@ -351,10 +358,10 @@ static PyObject *Graph_run(GraphObject *self, PyObject *args, PyObject *kwds) {
         outs[i] = NULL;
     }
 done:
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 8; i++)
         Py_XDECREF(ins[i]);
+    for (int i = 0; i < 32; i++)
         Py_XDECREF(outs[i]);
-    }
     Py_DECREF(fast);
     return result;
 }
@@ -392,6 +399,7 @@ static PyMethodDef Graph_methods[] = {
     {"pixel_shuffle", (PyCFunction)Graph_pixel_shuffle, METH_VARARGS, "pixel_shuffle(x, r)"},
     {"pixel_unshuffle", (PyCFunction)Graph_pixel_unshuffle, METH_VARARGS, "pixel_unshuffle(x, r)"},
     {"simple_gate", (PyCFunction)Graph_simple_gate, METH_VARARGS, "simple_gate(x)"},
+    {"group_norm", (PyCFunction)Graph_group_norm, METH_VARARGS, "group_norm(x, groups, scale, shift, eps)"},
     {"output", (PyCFunction)Graph_output, METH_VARARGS, "output(x)"},
     {"finalize", (PyCFunction)Graph_finalize, METH_NOARGS, "finalize()"},
     {"run", (PyCFunction)(void (*)(void))Graph_run, METH_VARARGS | METH_KEYWORDS,
@@ -535,7 +543,78 @@ static PyObject *py_build_info(PyObject *mod, PyObject *noargs) {
                          "cpu_runtime", info.cpu_runtime, "isa", info.isa, "max_threads", info.max_threads);
 }
 
+/* nms(boxes (n, 4), scores (n,), iou_threshold, mode='union'|'min', offset=0.0, max_keep=-1) -> int64 indices */
+static PyObject *py_nms(PyObject *mod, PyObject *args, PyObject *kwds) {
+    (void)mod;
+    static char *kwlist[] = {"boxes", "scores", "iou_threshold", "mode", "offset", "max_keep", NULL};
+    PyObject *bo, *so;
+    float iou, offset = 0.f;
+    const char *mode = "union";
+    long long max_keep = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOf|sfL", kwlist, &bo, &so, &iou, &mode, &offset, &max_keep))
+        return NULL;
+    int mode_id = lookup((const char *const[]){"union", "min", NULL}, mode, "nms mode");
+    if (mode_id < 0) return NULL;
+    PyArrayObject *b = as_f32(bo, "boxes"), *s = b ? as_f32(so, "scores") : NULL;
+    PyObject *result = NULL;
+    if (!b || !s) goto done;
+    npy_intp n = PyArray_NDIM(s) == 1 ? PyArray_DIM(s, 0) : -1;
+    if (n < 0 || PyArray_NDIM(b) != 2 || PyArray_DIM(b, 0) != n || PyArray_DIM(b, 1) != 4) {
+        PyErr_SetString(PyExc_ValueError, "nms needs boxes of shape (n, 4) and scores of shape (n,)");
+        goto done;
+    }
+    int64_t *keep = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (!keep) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t kept;
+    Py_BEGIN_ALLOW_THREADS kept = msv_nms((const float *)PyArray_DATA(b), (const float *)PyArray_DATA(s), n, iou,
+                                          (msv_nms_mode)mode_id, offset, max_keep, keep);
+    Py_END_ALLOW_THREADS if (kept < 0) {
+        free(keep);
+        PyErr_NoMemory();
+        goto done;
+    }
+    npy_intp dims[1] = {(npy_intp)kept};
+    result = PyArray_SimpleNew(1, dims, NPY_INT64);
+    if (result) memcpy(PyArray_DATA((PyArrayObject *)result), keep, sizeof(int64_t) * (size_t)kept);
+    free(keep);
+done:
+    Py_XDECREF(b);
+    Py_XDECREF(s);
+    return result;
+}
+
+/* decode_center_size(loc (n, 4), priors (n, 4), v0, v1) -> boxes (n, 4) x1 y1 x2 y2 */
+static PyObject *py_decode_center_size(PyObject *mod, PyObject *args) {
+    (void)mod;
+    PyObject *lo, *po;
+    float v0, v1;
+    if (!PyArg_ParseTuple(args, "OOff", &lo, &po, &v0, &v1)) return NULL;
+    PyArrayObject *l = as_f32(lo, "loc"), *p = l ? as_f32(po, "priors") : NULL;
+    PyObject *result = NULL;
+    if (!l || !p) goto done;
+    if (PyArray_NDIM(l) != 2 || PyArray_DIM(l, 1) != 4 || PyArray_NDIM(p) != 2 || PyArray_DIM(p, 1) != 4 ||
+        PyArray_DIM(p, 0) != PyArray_DIM(l, 0)) {
+        PyErr_SetString(PyExc_ValueError, "decode_center_size needs loc and priors of the same shape (n, 4)");
+        goto done;
+    }
+    result = PyArray_SimpleNew(2, PyArray_DIMS(l), NPY_FLOAT32);
+    if (!result) goto done;
+    Py_BEGIN_ALLOW_THREADS msv_decode_center_size((const float *)PyArray_DATA(l), (const float *)PyArray_DATA(p),
+                                                  PyArray_DIM(l, 0), v0, v1,
+                                                  (float *)PyArray_DATA((PyArrayObject *)result));
+    Py_END_ALLOW_THREADS done : Py_XDECREF(l);
+    Py_XDECREF(p);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
+    {"nms", (PyCFunction)(void (*)(void))py_nms, METH_VARARGS | METH_KEYWORDS,
+     "nms(boxes, scores, iou_threshold, mode='union', offset=0.0, max_keep=-1) -> kept indices (int64)"},
+    {"decode_center_size", py_decode_center_size, METH_VARARGS,
+     "decode_center_size(loc, priors, v0, v1) -> boxes x1 y1 x2 y2"},
     {"build_model", py_build_model, METH_VARARGS, "build_model(arch, settings, weights) -> Graph"},
     {"build_info", py_build_info, METH_NOARGS, "oneDNN version, CPU runtime, effective ISA, threads"},
     {NULL, NULL, 0, NULL},

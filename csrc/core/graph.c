@@ -76,7 +76,7 @@ int msv_input(msv_graph *g, int channels) {
 msv_status msv_output(msv_graph *g, int t) {
     if (failed(g)) return g->first_error.status;
     if (g->finalized) return msv_set_error(&g->first_error, MSV_ERR_INVALID_ARGUMENT, "graph already finalized");
-    if (!is_act(g, t) || g->n_outputs >= 8)
+    if (!is_act(g, t) || g->n_outputs >= MSV_MAX_OUTPUTS)
         return msv_set_error(&g->first_error, MSV_ERR_INVALID_ARGUMENT, "invalid graph output %d", t);
     g->outputs[g->n_outputs++] = t;
     return MSV_OK;
@@ -226,6 +226,7 @@ static msv_status infer_node(const msv_graph *g, const msv_node *n, const msv_sh
         return MSV_OK;
     }
     case MSV_OP_SIMPLE_GATE: *out = shape4(N, C / 2, H, W); return MSV_OK;
+    case MSV_OP_GROUP_NORM: *out = x; return MSV_OK;
     }
     return msv_set_error(err, MSV_ERR_UNSUPPORTED, "unknown op %d", (int)n->op);
 }
@@ -506,6 +507,24 @@ int msv_simple_gate(msv_graph *g, int x) {
     if (failed(g)) return -1;
     if (is_act(g, x) && channels_of(g, x) % 2) BUILD_FAIL(g, MSV_ERR_SHAPE, "simple gate needs an even channel count");
     return add_node(g, new_node(MSV_OP_SIMPLE_GATE, x));
+}
+
+int msv_group_norm(msv_graph *g, int x, int groups, int scale, int shift, float eps) {
+    if (failed(g)) return -1;
+    if (!is_act(g, x)) BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "group norm needs an activation");
+    if (groups < 1 || channels_of(g, x) % groups)
+        BUILD_FAIL(g, MSV_ERR_SHAPE, "group norm: %d channels are not divisible into %d groups", channels_of(g, x),
+                   groups);
+    if (!check_vector(g, scale, channels_of(g, x), "group norm scale") ||
+        !check_vector(g, shift, channels_of(g, x), "group norm shift"))
+        return -1;
+    if (!(eps > 0)) BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "group norm eps must be positive");
+    msv_node n = new_node(MSV_OP_GROUP_NORM, x);
+    n.scale = scale;
+    n.shift = shift;
+    n.eps = eps;
+    n.ints[0] = groups;
+    return add_node(g, n);
 }
 
 /* ---------------------------------------------------------------- fusion */

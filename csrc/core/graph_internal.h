@@ -11,6 +11,7 @@
 
 #define MSV_MAX_NODE_INPUTS 16
 #define MSV_MAX_POST_OPS 4
+#define MSV_MAX_OUTPUTS 32
 
 typedef enum msv_op {
     MSV_OP_CONV,
@@ -30,6 +31,7 @@ typedef enum msv_op {
     MSV_OP_PIXEL_SHUFFLE,
     MSV_OP_PIXEL_UNSHUFFLE,
     MSV_OP_SIMPLE_GATE,
+    MSV_OP_GROUP_NORM,
 } msv_op;
 
 typedef enum msv_tensor_kind { MSV_T_INPUT, MSV_T_CONST, MSV_T_ACT } msv_tensor_kind;
@@ -77,7 +79,7 @@ struct msv_graph {
     int n_nodes, cap_nodes;
     int inputs[8];
     int n_inputs;
-    int outputs[8];
+    int outputs[MSV_MAX_OUTPUTS];
     int n_outputs;
     int finalized;
     msv_error first_error; /* sticky builder error */

@@ -292,3 +292,34 @@ void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double sc
                 }
             }
 }
+
+void msv_kernel_group_norm(const msv_view *x, const msv_view *y, int64_t groups, const float *scale, const float *shift,
+                           float eps) {
+    const int64_t cg = x->c / groups, count = cg * x->h * x->w;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < x->n; n++) {
+        for (int64_t gi = 0; gi < groups; gi++) {
+            /* two passes in double: a group spans many pixels, so float sums would drift */
+            double sum = 0.0, sq = 0.0;
+            for (int64_t c = gi * cg; c < (gi + 1) * cg; c++)
+                for (int64_t h = 0; h < x->h; h++)
+                    for (int64_t w = 0; w < x->w; w++)
+                        sum += AT(x, n, c, h, w);
+            const double mean = sum / (double)count;
+            for (int64_t c = gi * cg; c < (gi + 1) * cg; c++)
+                for (int64_t h = 0; h < x->h; h++)
+                    for (int64_t w = 0; w < x->w; w++) {
+                        const double d = AT(x, n, c, h, w) - mean;
+                        sq += d * d;
+                    }
+            const float m = (float)mean, rstd = (float)(1.0 / sqrt(sq / (double)count + eps));
+            for (int64_t c = gi * cg; c < (gi + 1) * cg; c++) {
+                const float a = scale ? scale[c] * rstd : rstd, b = (shift ? shift[c] : 0.f) - m * a;
+                for (int64_t h = 0; h < x->h; h++)
+                    for (int64_t w = 0; w < x->w; w++)
+                        AT(y, n, c, h, w) = AT(x, n, c, h, w) * a + b;
+            }
+        }
+    }
+    msv_kernel_zero_channel_padding(y);
+}

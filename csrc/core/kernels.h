@@ -39,6 +39,9 @@ void msv_kernel_pixel_unshuffle(const msv_view *x, const msv_view *y, int64_t r)
 /* PyTorch F.interpolate semantics. mode: 0 nearest (floor), 1 bilinear half-pixel, 2 bilinear align-corners.
  * scale_h/scale_w > 0 when the caller gave scale factors (PyTorch then maps with 1/scale, not in/out). */
 void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double scale_h, double scale_w);
+/* GroupNorm: per sample and group of C/groups channels, statistics over those channels and all pixels. */
+void msv_kernel_group_norm(const msv_view *x, const msv_view *y, int64_t groups, const float *scale, const float *shift,
+                           float eps);
 /* Zero the channel padding of a blocked view (c .. c_padded). */
 void msv_kernel_zero_channel_padding(const msv_view *y);
 

@@ -21,6 +21,10 @@ int msv_b_weight(msv_builder *b, const char *name, msv_shape expected);
 /* "<prefix>.weight" (O, I/groups, k, k) and "<prefix>.bias" (O) when has_bias. */
 int msv_b_conv(msv_builder *b, int x, const char *prefix, int out_ch, int k, int stride, int pad, int dilation,
                int groups, int has_bias);
+/* Convolution "<conv>" followed by BatchNorm "<bn>" (weight, bias, running_mean, running_var), folded at load:
+ * w' = w * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) + beta. */
+int msv_b_conv_bn(msv_builder *b, int x, const char *conv, const char *bn, int out_ch, int k, int stride, int pad,
+                  int dilation, int groups, int conv_has_bias, float eps);
 msv_shape msv_shape1(int64_t a);
 msv_shape msv_shape4(int64_t a, int64_t b, int64_t c, int64_t d);
 /* Integer setting with a default; list settings through msv_settings_get. */

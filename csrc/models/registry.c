@@ -4,6 +4,11 @@
 #include "../core/graph_internal.h"
 
 msv_status msv_build_nafnet(const msv_settings *s, const msv_weights *w, msv_graph **out, msv_error *err);
+msv_status msv_build_ulfd(const msv_settings *s, const msv_weights *w, msv_graph **out, msv_error *err);
+msv_status msv_build_mtcnn_pnet(const msv_settings *s, const msv_weights *w, msv_graph **out, msv_error *err);
+msv_status msv_build_mtcnn_rnet(const msv_settings *s, const msv_weights *w, msv_graph **out, msv_error *err);
+msv_status msv_build_mtcnn_onet(const msv_settings *s, const msv_weights *w, msv_graph **out, msv_error *err);
+msv_status msv_build_mogface(const msv_settings *s, const msv_weights *w, msv_graph **out, msv_error *err);
 
 typedef msv_status (*msv_builder_fn)(const msv_settings *, const msv_weights *, msv_graph **, msv_error *);
 
@@ -11,7 +16,9 @@ static const struct {
     const char *name;
     msv_builder_fn build;
 } k_architectures[] = {
-    {"nafnet", msv_build_nafnet},
+    {"nafnet", msv_build_nafnet},         {"ulfd", msv_build_ulfd},
+    {"mtcnn_pnet", msv_build_mtcnn_pnet}, {"mtcnn_rnet", msv_build_mtcnn_rnet},
+    {"mtcnn_onet", msv_build_mtcnn_onet}, {"mogface", msv_build_mogface},
 };
 
 msv_status msv_model_build(const char *arch, const msv_settings *settings, const msv_weights *weights, msv_graph **out,

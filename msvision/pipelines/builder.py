@@ -1,16 +1,27 @@
 """``pipeline()``: ModelScope's entry point. Resolves the model directory, reads configuration.json and picks the
 implementation from its ``task`` and ``pipeline.type`` (never from the model id)."""
 
+import importlib
+
 from ..errors import InvalidModelError, UnsupportedTaskError
 from ..hub import read_configuration, resolve_model_dir, validate_device
 from ..utils.constant import Tasks
-from .cv.image_restoration_pipeline import ImageDeblurPipeline, ImageDenoisePipeline
 
-# task -> pipeline.type -> implementation
+# task -> pipeline.type -> "module:Class" under msvision.pipelines.cv, imported when first used
 PIPELINES = {
-    Tasks.image_denoising: {"nafnet-image-denoise": ImageDenoisePipeline},
-    Tasks.image_deblurring: {"nafnet-image-deblur": ImageDeblurPipeline},
+    Tasks.image_denoising: {"nafnet-image-denoise": "image_restoration_pipeline:ImageDenoisePipeline"},
+    Tasks.image_deblurring: {"nafnet-image-deblur": "image_restoration_pipeline:ImageDeblurPipeline"},
+    Tasks.face_detection: {
+        "manual-face-detection-ulfd": "ulfd_face_detection_pipeline:UlfdFaceDetectionPipeline",
+        "manual-face-detection-mtcnn": "mtcnn_face_detection_pipeline:MtcnnFaceDetectionPipeline",
+        "resnet101-face-detection-cvpr22papermogface": "mog_face_detection_pipeline:MogFaceDetectionPipeline",
+    },
 }
+
+
+def _implementation(target: str):
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(f"{__package__}.cv.{module}"), cls)
 
 
 def _pipeline_type(config: dict, path: str):
@@ -79,4 +90,4 @@ def pipeline(
             f"{config_path}: pipeline type {name!r} for task {task!r} is not supported by msvision; "
             f"supported: {sorted(impls)}"
         )
-    return impls[name](model_dir, config, threads=threads)
+    return _implementation(impls[name])(model_dir, config, threads=threads)
