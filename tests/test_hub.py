@@ -237,7 +237,9 @@ def test_unknown_task(env):
         resolve_model_dir(MID, "image_denoising")
     with pytest.raises(TypeError):  # a default model needs a task
         resolve_model_dir(None, None)
-    with pytest.raises(ModelNotFoundError):  # with a model, the task is optional (pipeline() reads it from config)
+    with pytest.raises(
+        ModelNotFoundError
+    ):  # with a model, the task is optional (pipeline() reads it from config)
         resolve_model_dir(MID, None)
 
 
