@@ -80,29 +80,13 @@ def make_test_image(size: int, directory: str) -> tuple[str, str]:
 # ---------------------------------------------------------------- tiling and FLOPs
 
 
-def tile_plan(height: int, width: int, tile: int = 512, overlap: int = 16):
-    """ModelScope ImageDenoisePipeline.crop_process tiling (also msvision's tile_plan).
+def tile_plan(height: int, width: int):
+    """The pipeline's tiling (ModelScope's crop_process), taken from msvision itself: yields (source window,
+    placement window, slice of the tile result), each as (slice_y, slice_x)."""
+    use_repo_msvision()
+    from msvision.pipelines.cv.image_restoration_pipeline import tile_plan as plan
 
-    Yields (source window, placement window, slice of the tile result), each as (slice_y, slice_x).
-    """
-    rows, cols = max(height // tile, 1), max(width // tile, 1)
-    step_h, step_w = height // rows, width // cols
-    for r in range(rows):
-        for c in range(cols):
-            y, x = step_h * r, step_w * c
-            h = step_h if r < rows - 1 else height - y
-            w = step_w if c < cols - 1 else width - x
-            y0, y1 = max(0, y - overlap), min(y + h + overlap, height)
-            x0, x1 = max(0, x - overlap), min(x + w + overlap, width)
-            hs = overlap if y0 > 0 else 0
-            ws = overlap if x0 > 0 else 0
-            he = hs + h if y1 < height else height
-            we = ws + w if x1 < width else width
-            yield (
-                (slice(y0, y1), slice(x0, x1)),
-                (slice(y, y + h), slice(x, x + w)),
-                (slice(hs, he), slice(ws, we)),
-            )
+    return plan(height, width)
 
 
 def tile_shapes(height: int, width: int) -> list[tuple[int, int]]:

@@ -481,33 +481,6 @@ static int tensor_entry(builder *b, int t) {
     return -1;
 }
 
-/* Post-ops of node n into attr; records the binary operand entries in ops[]. */
-static int build_post_ops(builder *b, const msv_node *n, dnnl_primitive_attr_t attr, int *operand_entries) {
-    if (n->n_post == 0) return 1;
-    dnnl_post_ops_t po = NULL;
-    if (dnnl_post_ops_create(&po) != dnnl_success) return 0;
-    for (int k = 0; k < n->n_post; k++) {
-        const msv_post_op *op = &n->post[k];
-        if (op->kind == MSV_POST_ELTWISE) {
-            float alpha = op->alpha, beta = op->beta;
-            dnnl_alg_kind_t alg = eltwise_alg(op->act, &alpha, &beta);
-            dnnl_post_ops_append_eltwise(po, alg, alpha, beta);
-            operand_entries[k] = -1;
-        } else {
-            int e = tensor_entry(b, op->tensor);
-            if (e < 0) {
-                dnnl_post_ops_destroy(po);
-                return 0;
-            }
-            dnnl_post_ops_append_binary(po, binary_alg(op->bin), b->p->entries[e].md);
-            operand_entries[k] = e;
-        }
-    }
-    dnnl_primitive_attr_set_post_ops(attr, po);
-    dnnl_post_ops_destroy(po);
-    return 1;
-}
-
 /* Like build_post_ops, with the binary operands already chosen (operand_entries). */
 static int build_post_ops_with(builder *b, const msv_node *n, dnnl_primitive_attr_t attr, const int *operand_entries) {
     dnnl_post_ops_t po = NULL;
@@ -525,6 +498,16 @@ static int build_post_ops_with(builder *b, const msv_node *n, dnnl_primitive_att
     dnnl_primitive_attr_set_post_ops(attr, po);
     dnnl_post_ops_destroy(po);
     return 1;
+}
+
+/* Post-ops of node n into attr, with each binary operand read from where its tensor lives now (recorded in
+ * operand_entries; -1 for eltwise post-ops). */
+static int build_post_ops(builder *b, const msv_node *n, dnnl_primitive_attr_t attr, int *operand_entries) {
+    for (int k = 0; k < n->n_post; k++) {
+        operand_entries[k] = n->post[k].kind == MSV_POST_BINARY ? tensor_entry(b, n->post[k].tensor) : -1;
+        if (n->post[k].kind == MSV_POST_BINARY && operand_entries[k] < 0) return 0;
+    }
+    return n->n_post == 0 || build_post_ops_with(b, n, attr, operand_entries);
 }
 
 static void add_post_op_args(builder *b, step *st, const msv_node *n, const int *operand_entries) {
