@@ -92,3 +92,25 @@ def test_decode_center_size():
     np.testing.assert_allclose(out, np.concatenate([c - wh / 2, c + wh / 2], 1), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError):
         _C.decode_center_size(loc, pri[:10], 0.1, 0.2)
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "blocked", "any"])
+@pytest.mark.parametrize("slopes", [10, 1])
+def test_conv_prelu_fused(slopes, layout, monkeypatch):
+    """conv -> PReLU becomes one primitive (a PReLU post-op), per-channel or shared slope."""
+    monkeypatch.setenv("MSVISION_LAYOUT", layout)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 12, 13)).astype(np.float32)
+    w = rng.standard_normal((10, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    slope = rng.uniform(0.05, 0.5, slopes).astype(np.float32)
+    g = _C.Graph()
+    i = g.input(3)
+    y = g.prelu(g.conv2d(i, g.const(w), g.const(b), (3, 3)), g.const(slope))
+    g.output(y)
+    g.finalize()
+    (out,) = g.run([x])
+    ref = F.prelu(F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)), torch.from_numpy(slope))
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-5)
+    # input reorder (maybe), the fused convolution, the output reorder: no separate PReLU primitive
+    assert g.primitive_count <= 3

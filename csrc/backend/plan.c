@@ -491,6 +491,8 @@ static int build_post_ops_with(builder *b, const msv_node *n, dnnl_primitive_att
             float alpha = op->alpha, beta = op->beta;
             dnnl_alg_kind_t alg = eltwise_alg(op->act, &alpha, &beta);
             dnnl_post_ops_append_eltwise(po, alg, alpha, beta);
+        } else if (op->kind == MSV_POST_PRELU) {
+            dnnl_post_ops_append_prelu(po, b->g->tensors[op->tensor].shape.dims[0] > 1 ? 1 << 1 : 0);
         } else {
             dnnl_post_ops_append_binary(po, binary_alg(op->bin), b->p->entries[operand_entries[k]].md);
         }
@@ -504,16 +506,27 @@ static int build_post_ops_with(builder *b, const msv_node *n, dnnl_primitive_att
  * operand_entries; -1 for eltwise post-ops). */
 static int build_post_ops(builder *b, const msv_node *n, dnnl_primitive_attr_t attr, int *operand_entries) {
     for (int k = 0; k < n->n_post; k++) {
-        operand_entries[k] = n->post[k].kind == MSV_POST_BINARY ? tensor_entry(b, n->post[k].tensor) : -1;
-        if (n->post[k].kind == MSV_POST_BINARY && operand_entries[k] < 0) return 0;
+        const msv_post_op *op = &n->post[k];
+        operand_entries[k] = -1;
+        if (op->kind == MSV_POST_BINARY) {
+            operand_entries[k] = tensor_entry(b, op->tensor);
+        } else if (op->kind == MSV_POST_PRELU) { /* slopes as a plain (1, C, 1, 1) tensor */
+            int64_t len = 1;
+            for (int d = 0; d < b->g->tensors[op->tensor].shape.ndims; d++)
+                len *= b->g->tensors[op->tensor].shape.dims[d];
+            operand_entries[k] = const_entry(b, op->tensor, md_tag(4, (int64_t[]){1, len, 1, 1}, dnnl_nchw));
+        }
+        if (op->kind != MSV_POST_ELTWISE && operand_entries[k] < 0) return 0;
     }
     return n->n_post == 0 || build_post_ops_with(b, n, attr, operand_entries);
 }
 
 static void add_post_op_args(builder *b, step *st, const msv_node *n, const int *operand_entries) {
-    for (int k = 0; k < n->n_post; k++)
-        if (operand_entries[k] >= 0)
-            add_arg(b, st, DNNL_ARG_ATTR_MULTIPLE_POST_OP(k) | DNNL_ARG_SRC_1, operand_entries[k]);
+    for (int k = 0; k < n->n_post; k++) {
+        if (operand_entries[k] < 0) continue;
+        const int arg = n->post[k].kind == MSV_POST_PRELU ? DNNL_ARG_WEIGHTS : DNNL_ARG_SRC_1;
+        add_arg(b, st, DNNL_ARG_ATTR_MULTIPLE_POST_OP(k) | arg, operand_entries[k]);
+    }
 }
 
 /* A fresh output entry for node n from the md the primitive chose. */

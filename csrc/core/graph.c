@@ -548,13 +548,13 @@ static int accepts_post_ops(msv_op op) {
     return op == MSV_OP_CONV || op == MSV_OP_DECONV || op == MSV_OP_LINEAR || op == MSV_OP_BINARY;
 }
 
-/* Folds elementwise ops and binary ops whose first operand is a conv/deconv/linear/binary result into that
+/* Folds elementwise ops, PReLU, and binary ops whose first operand is a conv/deconv/linear/binary result into that
  * producer as oneDNN post-ops. The fused node takes the consumer's place in the order, so every operand it
  * reads is ready by then. */
 static void fuse_post_ops(msv_graph *g) {
     for (int i = 0; i < g->n_nodes; i++) {
         msv_node *c = &g->nodes[i];
-        if (c->fused_away || (c->op != MSV_OP_ELTWISE && c->op != MSV_OP_BINARY)) continue;
+        if (c->fused_away || (c->op != MSV_OP_ELTWISE && c->op != MSV_OP_BINARY && c->op != MSV_OP_PRELU)) continue;
         int t = c->in[0];
         int pi = g->tensors[t].producer;
         if (pi < 0) continue;
@@ -569,6 +569,9 @@ static void fuse_post_ops(msv_graph *g) {
             po.act = (msv_act)c->alg;
             po.alpha = c->alpha;
             po.beta = c->beta;
+        } else if (c->op == MSV_OP_PRELU) {
+            po.kind = MSV_POST_PRELU;
+            po.tensor = c->weight;
         } else {
             po.kind = MSV_POST_BINARY;
             po.bin = (msv_binop)c->alg;

@@ -44,14 +44,14 @@ typedef struct msv_tensor {
     int channels;    /* inputs: declared channel count */
 } msv_tensor;
 
-typedef enum msv_post_kind { MSV_POST_ELTWISE, MSV_POST_BINARY } msv_post_kind;
+typedef enum msv_post_kind { MSV_POST_ELTWISE, MSV_POST_BINARY, MSV_POST_PRELU } msv_post_kind;
 
 typedef struct msv_post_op {
     msv_post_kind kind;
     msv_act act; /* eltwise */
     float alpha, beta;
     msv_binop bin; /* binary: dst = dst (op) tensor */
-    int tensor;
+    int tensor;    /* binary operand, or prelu slope (a constant) */
 } msv_post_op;
 
 typedef struct msv_node {

@@ -1,0 +1,279 @@
+"""MTCNN face detection (ModelScope's ``manual-face-detection-mtcnn``): model directory -> three C-core graphs,
+and the detector around them (image pyramid, three cascaded stages, NMS, box calibration, five landmarks).
+
+The reference is ModelScope's ``MtcnnFaceDetector`` (models/cv/face_detection/mtcnn, from mtcnn-pytorch). Its
+arithmetic is reproduced step by step, including these quirks:
+
+- pyramid: min face 20 px, scales ``0.6 * 0.707**k`` while the scaled shorter side exceeds 12 px; each level is
+  ``PIL.Image.resize((ceil(w*s), ceil(h*s)), BILINEAR)`` (PIL itself does that resize here);
+- normalisation ``(x - 127.5) * 0.0078125`` in float32;
+- P-Net boxes ``round((2*ij + 1) / s)`` / ``round((2*ij + 1 + 12) / s)`` (the ``+ 1`` of the original code);
+- NMS: greedy, areas with ``+ 1``, IoU ``union`` (per scale 0.5, then 0.7, 0.7) and ``min`` (last stage 0.7), boxes
+  visited in the order of ``np.argsort(score)`` from the end (so ties resolve exactly as the reference's);
+- ``correct_bboxes`` writes through views: cutting out the candidate patches also clips the boxes to the image
+  in place, and the clipped boxes are what the next step calibrates (and what landmarks are relative to);
+- patches: the unclipped square box cut out with zero padding outside the image, resized to 24x24 / 48x48 with
+  PIL's BILINEAR resample (PIL's own ``crop`` + ``resize``, so bit for bit the reference's patches);
+- rounding with ``np.round`` (half to even); scores are the float32 softmax, stored in float64 boxes; landmarks
+  are computed in float64 and stored back into the float32 landmark array.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+from PIL import Image
+
+from .._native import _C
+from ..checkpoint import CheckpointError, load_npy
+from ..errors import InvalidInputError, InvalidModelError, ModelNotFoundError
+
+MIN_FACE_SIZE = 20.0
+MIN_DETECTION_SIZE = 12
+FACTOR = 0.707  # sqrt(0.5)
+THRESHOLDS = (0.7, 0.8, 0.9)
+NMS_THRESHOLDS = (0.7, 0.7, 0.7)
+FIRST_STAGE_NMS = 0.5
+BATCH = 256  # R-Net / O-Net patches per graph run (bounds the activation memory)
+MIN_BATCH = 16
+PLANS_PER_GRAPH = 8  # the C core caches this many planned shapes per graph
+
+# ---- box arithmetic (float64 NumPy, in the reference's operation order) --------------------------------------
+
+
+def _nms(boxes: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
+    """The reference's greedy NMS (areas with + 1), boxes visited from the end of ``np.argsort(score)``.
+
+    The visiting order is computed here exactly as the reference computes it (same NumPy call on the same float64
+    scores, so tied scores resolve alike) and handed to the C NMS as ranks."""
+    n = len(boxes)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    rank = np.empty(n, np.float32)
+    rank[np.argsort(boxes[:, 4])] = np.arange(n, dtype=np.float32)
+    return _C.nms(np.ascontiguousarray(boxes[:, :4], np.float32), rank, threshold, mode=mode, offset=1.0)
+
+
+def _calibrate(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """x1 += tx1 * w, y1 += ty1 * h, x2 += tx2 * w, y2 += ty2 * h with w = x2 - x1 + 1 (in place, returned)."""
+    w = (boxes[:, 2] - boxes[:, 0] + 1.0)[:, None]
+    h = (boxes[:, 3] - boxes[:, 1] + 1.0)[:, None]
+    boxes[:, 0:4] = boxes[:, 0:4] + np.hstack([w, h, w, h]) * offsets
+    return boxes
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """The smallest enclosing squares around the box centres; the score column becomes 0 (as the reference)."""
+    out = np.zeros_like(boxes)
+    h = boxes[:, 3] - boxes[:, 1] + 1.0
+    w = boxes[:, 2] - boxes[:, 0] + 1.0
+    side = np.maximum(h, w)
+    out[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    out[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    out[:, 2] = out[:, 0] + side - 1.0
+    out[:, 3] = out[:, 1] + side - 1.0
+    return out
+
+
+def _cut_patches(boxes: np.ndarray, image: Image.Image, size: int) -> np.ndarray:
+    """The reference's get_image_boxes: (n, 3, size, size) float32 normalised patches of the (integer) boxes,
+    each cut out with zeros outside the image and resized with PIL's BILINEAR filter. Like the reference's
+    correct_bboxes, which writes through views of ``boxes``, the boxes are then clipped to the image in place.
+
+    The cut and resize run per box in PIL (``crop`` pads with zeros exactly like the reference's zero-filled
+    patch, and the resize is the reference's own call): PIL's resample is separable fixed-point arithmetic with
+    a kernel width depending on each patch size; a bit-exact vectorised NumPy re-implementation was 5-30x slower
+    than these per-box C calls, so only this step loops over boxes."""
+    width, height = image.size
+    x1, y1 = boxes[:, 0].astype(np.int32), boxes[:, 1].astype(np.int32)
+    w = (boxes[:, 2] - boxes[:, 0] + 1.0).astype(np.int32)
+    h = (boxes[:, 3] - boxes[:, 1] + 1.0).astype(np.int32)
+    data = b"".join(
+        image.crop((x, y, x + bw, y + bh)).resize((size, size), Image.BILINEAR).tobytes()
+        for x, y, bw, bh in zip(x1.tolist(), y1.tolist(), w.tolist(), h.tolist())
+    )
+    patches = np.frombuffer(data, np.uint8).reshape(len(boxes), size, size, 3)
+    boxes[:, 2] = np.where(boxes[:, 2] > width - 1.0, width - 1.0, boxes[:, 2])
+    boxes[:, 3] = np.where(boxes[:, 3] > height - 1.0, height - 1.0, boxes[:, 3])
+    boxes[:, 0] = np.where(boxes[:, 0] < 0.0, 0.0, boxes[:, 0])
+    boxes[:, 1] = np.where(boxes[:, 1] < 0.0, 0.0, boxes[:, 1])
+    return _normalise(patches)
+
+
+def _drop_empty(boxes: np.ndarray) -> np.ndarray:
+    """Drops boxes with no pixel or non-finite corners, on which the reference would crash: they are never faces
+    (real weights do not produce them; garbage weights might)."""
+    ok = np.all(np.isfinite(boxes[:, :4]), axis=1)
+    ok &= (boxes[:, 2] - boxes[:, 0] + 1.0 >= 1.0) & (boxes[:, 3] - boxes[:, 1] + 1.0 >= 1.0)
+    return boxes if ok.all() else boxes[ok]
+
+
+def _normalise(img_nhwc: np.ndarray) -> np.ndarray:
+    """uint8 NHWC -> float32 NCHW, (x - 127.5) * 0.0078125 in float32 (the reference's _preprocess)."""
+    x = img_nhwc.astype(np.float32).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray((x - np.float32(127.5)) * np.float32(0.0078125))
+
+
+def pyramid_scales(width: int, height: int) -> list:
+    """Scales of the image pyramid (min face 20 px, factor 0.707, while the shorter side stays above 12 px)."""
+    m = MIN_DETECTION_SIZE / MIN_FACE_SIZE
+    min_length = min(height, width) * m
+    scales = []
+    count = 0
+    while min_length > MIN_DETECTION_SIZE:
+        scales.append(m * FACTOR**count)
+        min_length *= FACTOR
+        count += 1
+    return scales
+
+
+# ---- the model -------------------------------------------------------------------------------------------------
+
+_NETS = ("pnet", "rnet", "onet")
+
+
+def _load_weights(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ModelNotFoundError(f"missing MTCNN weight file {path}")
+    try:
+        obj = load_npy(path)
+    except CheckpointError as e:
+        raise InvalidModelError(f"cannot read MTCNN weights: {e}") from e
+    except OSError as e:
+        raise InvalidModelError(f"cannot read MTCNN weights {path}: {e}") from e
+    if not isinstance(obj, dict):
+        raise InvalidModelError(f"{path}: expected a pickled dict of arrays, got {type(obj).__name__}")
+    weights = {}
+    for name, value in obj.items():
+        if not isinstance(name, str) or not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+            raise InvalidModelError(f"{path}: entry {name!r} is not a numeric array")
+        weights[name] = np.ascontiguousarray(value, np.float32)
+    return weights
+
+
+class MtcnnDetector:
+    """The three MTCNN networks of a ModelScope model directory (``weights/{pnet,rnet,onet}.npy``) and the
+    cascade around them. ``detect(rgb)`` -> (boxes (n, 5) float64 x1 y1 x2 y2 score, landmarks (n, 10) float32
+    as x0 y0 x1 y1 ... x4 y4), in the reference's order.
+
+    Planning: a graph is planned once per input shape and keeps up to 8 plans (LRU). The P-Net sees one shape per
+    pyramid level (11 levels for a 1280x720 image), so it is built once per 8 levels and level i runs on graph
+    i // 8: repeated images of one size never re-plan. R-Net / O-Net patches run in batches of 256, 128, 64, 32
+    or 16 (the largest that fits what is left; fewer than 16 left are zero-padded to 16), so these two graphs
+    use at most 5 shapes and compute at most 15 padding patches."""
+
+    def __init__(self, model_dir: str, threads: int):
+        self.threads = threads
+        self.graphs = {}
+        self._pnet_weights = None
+        for net in _NETS:
+            path = os.path.join(model_dir, "weights", f"{net}.npy")
+            weights = _load_weights(path)
+            try:
+                self.graphs[net] = [_C.build_model(f"mtcnn_{net}", {}, weights)]
+            except (_C.WeightError, _C.ShapeError) as e:
+                raise InvalidModelError(f"{path}: {e}") from None
+            if net == "pnet":
+                self._pnet_weights = weights
+
+    def _pnet(self, level: int):
+        graphs = self.graphs["pnet"]
+        while len(graphs) <= level // PLANS_PER_GRAPH:
+            graphs.append(_C.build_model("mtcnn_pnet", {}, self._pnet_weights))
+        return graphs[level // PLANS_PER_GRAPH]
+
+    def _run_batched(self, net: str, patches: np.ndarray) -> list:
+        graph = self.graphs[net][0]
+        n = len(patches)
+        outs = []
+        start = 0
+        while start < n:
+            take = min(n - start, BATCH)
+            size = max(MIN_BATCH, 1 << (take.bit_length() - 1))  # the largest power of two <= take (>= 16)
+            take = min(take, size)
+            x = patches[start : start + take]
+            if take < size:  # fewer than MIN_BATCH left: zero-pad, so that few shapes are ever planned
+                x = np.concatenate([x, np.zeros((size - take,) + x.shape[1:], np.float32)])
+            outs.append([o[:take] for o in graph.run([x], threads=self.threads)])
+            start += take
+        return [np.concatenate([o[j] for o in outs]).reshape(n, -1) for j in range(len(outs[0]))]
+
+    def _first_stage(self, image: Image.Image, level: int, scale: float):
+        """P-Net at one scale -> (k, 9) float64 boxes x1 y1 x2 y2 score tx1 ty1 tx2 ty2 after NMS 0.5, or None."""
+        width, height = image.size
+        sw, sh = math.ceil(width * scale), math.ceil(height * scale)
+        resized = np.asarray(image.resize((sw, sh), Image.BILINEAR))[None]
+        offsets, probs = self._pnet(level).run([_normalise(resized)], threads=self.threads)
+        probs = probs[0, 1]
+        iy, ix = np.nonzero(probs > THRESHOLDS[0])
+        if iy.size == 0:
+            return None
+        stride, cell = 2, 12
+        boxes = np.vstack(
+            [
+                np.round((stride * ix + 1.0) / scale),
+                np.round((stride * iy + 1.0) / scale),
+                np.round((stride * ix + 1.0 + cell) / scale),
+                np.round((stride * iy + 1.0 + cell) / scale),
+                probs[iy, ix],
+                offsets[0, :, iy, ix].T,
+            ]
+        ).T
+        return boxes[_nms(boxes[:, 0:5], FIRST_STAGE_NMS)]
+
+    def detect(self, rgb: np.ndarray):
+        height, width = rgb.shape[:2]
+        scales = pyramid_scales(width, height)
+        if not scales:
+            raise InvalidInputError(
+                f"image of {width}x{height} pixels is too small for MTCNN: its shorter side must exceed "
+                f"{int(MIN_FACE_SIZE)} pixels (the minimum face size)"
+            )
+        image = Image.fromarray(rgb)
+        empty = np.zeros((0, 5)), np.zeros((0, 10), np.float32)
+
+        # stage 1: P-Net over the pyramid
+        found = [b for b in (self._first_stage(image, i, s) for i, s in enumerate(scales)) if b is not None]
+        if not found:
+            return empty
+        boxes = np.vstack(found)
+        boxes = boxes[_nms(boxes[:, 0:5], NMS_THRESHOLDS[0])]
+        boxes = _square(_calibrate(boxes[:, 0:5], boxes[:, 5:]))
+        boxes[:, 0:4] = np.round(boxes[:, 0:4])
+
+        # stage 2: R-Net on 24x24 patches
+        boxes = _drop_empty(boxes)
+        if len(boxes) == 0:
+            return empty
+        patches = _cut_patches(boxes, image, 24)
+        offsets, probs = self._run_batched("rnet", patches)
+        keep = np.nonzero(probs[:, 1] > THRESHOLDS[1])[0]
+        boxes = boxes[keep]
+        boxes[:, 4] = probs[keep, 1]
+        offsets = offsets[keep]
+        keep = _nms(boxes, NMS_THRESHOLDS[1])
+        boxes = _square(_calibrate(boxes[keep], offsets[keep]))
+        boxes[:, 0:4] = np.round(boxes[:, 0:4])
+
+        # stage 3: O-Net on 48x48 patches
+        boxes = _drop_empty(boxes)
+        if len(boxes) == 0:
+            return empty
+        patches = _cut_patches(boxes, image, 48)
+        landmarks, offsets, probs = self._run_batched("onet", patches)
+        keep = np.nonzero(probs[:, 1] > THRESHOLDS[2])[0]
+        boxes = boxes[keep]
+        boxes[:, 4] = probs[keep, 1]
+        offsets = offsets[keep]
+        landmarks = landmarks[keep]
+        w = boxes[:, 2] - boxes[:, 0] + 1.0
+        h = boxes[:, 3] - boxes[:, 1] + 1.0
+        landmarks[:, 0:5] = boxes[:, 0:1] + w[:, None] * landmarks[:, 0:5]
+        landmarks[:, 5:10] = boxes[:, 1:2] + h[:, None] * landmarks[:, 5:10]
+        boxes = _calibrate(boxes, offsets)
+        keep = _nms(boxes, NMS_THRESHOLDS[2], mode="min")
+        boxes, landmarks = boxes[keep], landmarks[keep]
+        landmarks = landmarks.reshape(-1, 2, 5).transpose(0, 2, 1).reshape(-1, 10)
+        return boxes, landmarks
