@@ -241,7 +241,10 @@ def main():
         if elapsed > train_budget and args.iters <= 0:
             print(f"wall-clock budget reached at iteration {it}", flush=True)
             break
-        horizon = total_iters if total_iters is not None else 10**9
+        # Cosine decay over total_iters. During the timing probe the horizon is not known yet in budget
+        # mode, so the first `warmup_probe` iterations use an (effectively constant) 1e9 horizon in both
+        # modes: `--iters N` then repeats a budget-fitted run of N iterations exactly.
+        horizon = total_iters if total_iters is not None and it >= warmup_probe else 10**9
         lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * it / horizon))
         for g in opt.param_groups:
             g["lr"] = lr
