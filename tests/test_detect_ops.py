@@ -36,7 +36,7 @@ def test_group_norm_rejects_bad_groups():
         g.group_norm(i, 3, -1, -1, 1e-5)
 
 
-def _greedy_nms(boxes, scores, thr, mode="union", offset=0.0):
+def _greedy_nms(boxes, scores, thr, mode="union", offset=0.0, eps=0.0):
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     keep, removed = [], set()
     for a_i, a in enumerate(order):
@@ -53,25 +53,27 @@ def _greedy_nms(boxes, scores, thr, mode="union", offset=0.0):
                 continue
             inter = iw * ih
             area = [(bx[2] - bx[0] + offset) * (bx[3] - bx[1] + offset) for bx in (boxes[a], boxes[b])]
-            denom = min(area) if mode == "min" else area[0] + area[1] - inter
+            denom = (min(area) if mode == "min" else area[0] + area[1] - inter) + eps
             if inter / denom > thr:
                 removed.add(b)
     return keep
 
 
-@pytest.mark.parametrize("mode,offset", [("union", 0.0), ("union", 1.0), ("min", 1.0)])
-def test_nms_matches_greedy_definition(mode, offset):
+@pytest.mark.parametrize(
+    "mode,offset,eps", [("union", 0.0, 0.0), ("union", 1.0, 0.0), ("min", 1.0, 0.0), ("union", 0, 50.0)]
+)
+def test_nms_matches_greedy_definition(mode, offset, eps):
     rng = np.random.default_rng(1)
     xy = rng.uniform(0, 100, (300, 2))
     wh = rng.uniform(5, 40, (300, 2))
     boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
     scores = rng.uniform(0, 1, 300).astype(np.float32)
     scores[10] = scores[20]  # a tie: lower index first
-    keep = _C.nms(boxes, scores, 0.4, mode=mode, offset=offset)
+    keep = _C.nms(boxes, scores, 0.4, mode=mode, offset=offset, eps=eps)
     assert keep.dtype == np.int64
-    ref = _greedy_nms(boxes.astype(np.float64).tolist(), scores.tolist(), 0.4, mode, offset)
+    ref = _greedy_nms(boxes.astype(np.float64).tolist(), scores.tolist(), 0.4, mode, offset, eps)
     assert keep.tolist() == ref
-    assert _C.nms(boxes, scores, 0.4, mode=mode, offset=offset, max_keep=5).tolist() == ref[:5]
+    assert _C.nms(boxes, scores, 0.4, mode=mode, offset=offset, max_keep=5, eps=eps).tolist() == ref[:5]
 
 
 def test_nms_edges():
@@ -110,7 +112,9 @@ def test_conv_prelu_fused(slopes, layout, monkeypatch):
     g.output(y)
     g.finalize()
     (out,) = g.run([x])
-    ref = F.prelu(F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)), torch.from_numpy(slope))
+    ref = F.prelu(
+        F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)), torch.from_numpy(slope)
+    )
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-5)
     # input reorder (maybe), the fused convolution, the output reorder: no separate PReLU primitive
     assert g.primitive_count <= 3

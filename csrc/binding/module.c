@@ -543,15 +543,15 @@ static PyObject *py_build_info(PyObject *mod, PyObject *noargs) {
                          "cpu_runtime", info.cpu_runtime, "isa", info.isa, "max_threads", info.max_threads);
 }
 
-/* nms(boxes (n, 4), scores (n,), iou_threshold, mode='union'|'min', offset=0.0, max_keep=-1) -> int64 indices */
+/* nms(boxes (n, 4), scores (n,), iou_threshold, mode='union'|'min', offset=0.0, max_keep=-1, eps=0.0) -> indices */
 static PyObject *py_nms(PyObject *mod, PyObject *args, PyObject *kwds) {
     (void)mod;
-    static char *kwlist[] = {"boxes", "scores", "iou_threshold", "mode", "offset", "max_keep", NULL};
+    static char *kwlist[] = {"boxes", "scores", "iou_threshold", "mode", "offset", "max_keep", "eps", NULL};
     PyObject *bo, *so;
-    float iou, offset = 0.f;
+    float iou, offset = 0.f, eps = 0.f;
     const char *mode = "union";
     long long max_keep = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOf|sfL", kwlist, &bo, &so, &iou, &mode, &offset, &max_keep))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOf|sfLf", kwlist, &bo, &so, &iou, &mode, &offset, &max_keep, &eps))
         return NULL;
     int mode_id = lookup((const char *const[]){"union", "min", NULL}, mode, "nms mode");
     if (mode_id < 0) return NULL;
@@ -570,7 +570,7 @@ static PyObject *py_nms(PyObject *mod, PyObject *args, PyObject *kwds) {
     }
     int64_t kept;
     Py_BEGIN_ALLOW_THREADS kept = msv_nms((const float *)PyArray_DATA(b), (const float *)PyArray_DATA(s), n, iou,
-                                          (msv_nms_mode)mode_id, offset, max_keep, keep);
+                                          (msv_nms_mode)mode_id, offset, eps, max_keep, keep);
     Py_END_ALLOW_THREADS if (kept < 0) {
         free(keep);
         PyErr_NoMemory();
@@ -612,7 +612,7 @@ static PyObject *py_decode_center_size(PyObject *mod, PyObject *args) {
 
 static PyMethodDef module_methods[] = {
     {"nms", (PyCFunction)(void (*)(void))py_nms, METH_VARARGS | METH_KEYWORDS,
-     "nms(boxes, scores, iou_threshold, mode='union', offset=0.0, max_keep=-1) -> kept indices (int64)"},
+     "nms(boxes, scores, iou_threshold, mode='union', offset=0.0, max_keep=-1, eps=0.0) -> kept indices (int64)"},
     {"decode_center_size", py_decode_center_size, METH_VARARGS,
      "decode_center_size(loc, priors, v0, v1) -> boxes x1 y1 x2 y2"},
     {"build_model", py_build_model, METH_VARARGS, "build_model(arch, settings, weights) -> Graph"},

@@ -17,7 +17,7 @@ static int by_score_desc(const void *a, const void *b) {
 }
 
 int64_t msv_nms(const float *boxes, const float *scores, int64_t n, float iou_threshold, msv_nms_mode mode,
-                float offset, int64_t max_keep, int64_t *keep) {
+                float offset, float eps, int64_t max_keep, int64_t *keep) {
     if (n <= 0) return 0;
     scored *order = malloc(sizeof(scored) * (size_t)n);
     unsigned char *removed = calloc((size_t)n, 1);
@@ -43,7 +43,7 @@ int64_t msv_nms(const float *boxes, const float *scores, int64_t n, float iou_th
             if (iw <= 0 || ih <= 0) continue;
             const float inter = iw * ih;
             const float area_b = (b[2] - b[0] + offset) * (b[3] - b[1] + offset);
-            const float denom = mode == MSV_NMS_MIN ? fminf(area_a, area_b) : area_a + area_b - inter;
+            const float denom = (mode == MSV_NMS_MIN ? fminf(area_a, area_b) : area_a + area_b - inter) + eps;
             if (inter / denom > iou_threshold) removed[oj] = 1;
         }
     }

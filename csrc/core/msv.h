@@ -183,10 +183,11 @@ int64_t msv_graph_arena_bytes(const msv_graph *g);
 typedef enum msv_nms_mode { MSV_NMS_UNION, MSV_NMS_MIN } msv_nms_mode;
 /* Greedy NMS over boxes (n x 4, x1 y1 x2 y2) visited by decreasing score (ties: lower index first).
  * overlap = inter / union (or / min area); areas use (x2 - x1 + offset) * (y2 - y1 + offset) (offset 0 or 1, as
- * the model's reference code does). A box is dropped when its overlap with a kept box is > iou_threshold.
+ * the model's reference code does); eps is added to the denominator (some references do). A box is dropped when
+ * its overlap with a kept box is > iou_threshold.
  * Writes up to max_keep (< 0: all) kept indices to keep; returns their count, or -1 when out of memory. */
 int64_t msv_nms(const float *boxes, const float *scores, int64_t n, float iou_threshold, msv_nms_mode mode,
-                float offset, int64_t max_keep, int64_t *keep);
+                float offset, float eps, int64_t max_keep, int64_t *keep);
 /* SSD center-size decoding: out = corners of (p.c + loc.c * v0 * p.wh, p.wh * exp(loc.wh * v1)), per box;
  * loc and priors are n x 4 (cx, cy, w, h), out n x 4 (x1, y1, x2, y2). */
 void msv_decode_center_size(const float *loc, const float *priors, int64_t n, float v0, float v1, float *out);

@@ -1,0 +1,121 @@
+"""Face detection: ModelScope's pipeline vs msvision's on the same model directory and photo, same threads.
+
+Each engine runs in its own process (``--engine``), so timings and peak RSS are its own. Models: the real ULFD
+and MTCNN weights in ../shared/assets (MogFace, which has no released weights here, is in bench_mogface.py).
+
+    python3 benchmarks/bench_face_detection.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import common
+
+SHARED = os.environ.get("MSVISION_SHARED") or os.path.join(common.REPO_ROOT, "..", "shared")
+MODELS = {
+    "ULFD": os.path.join(SHARED, "assets", "modelscope", "damo", "cv_manual_face-detection_ulfd"),
+    "MTCNN": os.path.join(SHARED, "assets", "modelscope", "damo", "cv_manual_face-detection_mtcnn"),
+}
+PHOTOS = ["office1.jpg", "ulfd_11.jpg"]
+
+
+def run_engine(engine: str, model_dir: str, photo: str, threads: int, repeats: int) -> dict:
+    if engine == "modelscope":
+        common.use_torchvision_stub()
+        import torch
+
+        torch.set_num_threads(threads)
+        from modelscope.pipelines import pipeline
+
+        pipe = pipeline("face-detection", model=model_dir)
+    else:
+        common.use_repo_msvision()
+        import msvision
+
+        pipe = msvision.pipeline("face-detection", model=model_dir, threads=threads)
+    result = {}
+
+    def call():
+        result["out"] = pipe(photo)
+
+    times = common.time_calls(call, repeats, warmup=1)
+    out = result["out"]
+    return {
+        **common.summarize(times),
+        "faces": len(out["scores"]),
+        "boxes": [list(map(float, b)) for b in out["boxes"]],
+        "peak_rss_mib": common.peak_rss_mib(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--engine", choices=["modelscope", "msvision"])
+    parser.add_argument("--model-dir")
+    parser.add_argument("--photo")
+    args = parser.parse_args()
+    if args.engine:
+        print(json.dumps(run_engine(args.engine, args.model_dir, args.photo, args.threads, args.repeats)))
+        return 0
+
+    rows = []
+    for name, model_dir in MODELS.items():
+        for photo_name in PHOTOS:
+            photo = os.path.join(SHARED, "assets", "images", "faces", photo_name)
+            res = {}
+            for engine in ("modelscope", "msvision"):
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--engine",
+                    engine,
+                    "--model-dir",
+                    model_dir,
+                    "--photo",
+                    photo,
+                ]
+                cmd += ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+                env = {**os.environ, **common.thread_env(args.threads)}
+                run = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+                res[engine] = json.loads(run.stdout.strip().splitlines()[-1])
+            ms, mv = res["modelscope"], res["msvision"]
+            diff = max(
+                (max(abs(a - b) for a, b in zip(ba, bb)) for ba, bb in zip(ms["boxes"], mv["boxes"])),
+                default=0.0,
+            )
+            rows.append(
+                f"| {name} | {photo_name} | {ms['faces']} / {mv['faces']} | {diff:.2g} px | "
+                f"{ms['median'] * 1e3:.1f} | {mv['median'] * 1e3:.1f} | {ms['median'] / mv['median']:.2f}x | "
+                f"{ms['peak_rss_mib']:.0f} / {mv['peak_rss_mib']:.0f} |"
+            )
+    machine = common.machine_info()
+    lines = [
+        "",
+        f"## Face detection (ULFD, MTCNN) — {common.now_utc()}",
+        "",
+        f"Command: `python3 benchmarks/bench_face_detection.py --threads {args.threads} --repeats {args.repeats}`  ",
+        f"Machine: {machine['cpu_model']}, {machine['cpus']} CPUs; threads {args.threads}; load average at end "
+        f"{common.load_average()}; each engine in its own process, median of {args.repeats} calls after 1 warm-up.",
+        "",
+        "| model | photo | faces ModelScope / msvision | max box diff | ModelScope ms | msvision ms | speed-up |"
+        " peak RSS MiB (MS / msv) |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(common.BENCH_DIR, "RESULTS.md"), "a") as f:
+        f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
