@@ -1,0 +1,579 @@
+#!/usr/bin/env python3
+"""MogFace face detection (ResNet-101 + LFPN + MogPredNet): ModelScope's pipeline vs msvision, and the bare network
+on ONNX Runtime vs msvision's graph.
+
+    python3 benchmarks/bench_mogface.py --threads 2 [--size 1000] [--repeats 3] [--model-dir DIR]
+
+Every engine runs in its own subprocess (this script re-invoked with ``--engine X``) with the same thread count
+(torch.set_num_threads / ORT intra_op_num_threads with inter_op 1 / msvision ``threads=``, and OMP_NUM_THREADS),
+on the same model directory and the same PNG (a bundled real photo resized to ``--size`` x ``--size``):
+
+* ModelScope and msvision: end-to-end ``pipeline('face-detection', model=dir)(png_path)``, min and median of
+  ``--repeats`` calls after ``--warmup`` calls; the network time inside those calls is timed too (ModelScope:
+  ``detector.net(img)``; msvision: the graph's ``run``);
+* the bare network: msvision's graph ``run`` and ONNX Runtime's ``session.run`` of ``torch.onnx.export`` of
+  ModelScope's own MogFace module (opset 17, fixed input shape) on the same normalised input tensor, min and
+  median of ``--repeats`` runs after ``--warmup``;
+* peak RSS of each engine's process, and the outputs checked against ModelScope (detections) and between the
+  two bare networks (max abs difference of the per-level maps).
+
+Without ``--model-dir`` a model directory with seeded random weights from ModelScope's MogFace class is written to
+benchmarks/out/ (as tests/test_mogface.py builds it: random BatchNorm/GroupNorm parameters, the cls head's bias set
+so that some anchors pass the 0.82 threshold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+TASK = "face-detection"
+PIPELINE_TYPE = "resnet101-face-detection-cvpr22papermogface"
+CLS_BIAS = 1.3
+ENGINES = ("modelscope", "msvision", "ort")
+LABEL = {
+    "modelscope": "ModelScope pipeline (torch)",
+    "msvision": "msvision pipeline",
+    "ort": "ONNX Runtime (bare network)",
+    "msvision_net": "msvision graph (bare network)",
+}
+
+
+# ================================================================ model directory and image
+
+
+def build_model_dir(dest: str, seed: int = 0) -> str:
+    common.use_torchvision_stub()
+    import torch
+    from modelscope.models.cv.face_detection.mogface.models.mogface import MogFace
+
+    torch.manual_seed(seed)
+    net = MogFace().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+            elif isinstance(m, torch.nn.GroupNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        net.pred_net.pred_cls.bias.fill_(CLS_BIAS)
+    os.makedirs(dest, exist_ok=True)
+    config = {"framework": "pytorch", "task": TASK, "pipeline": {"type": PIPELINE_TYPE}}
+    with open(os.path.join(dest, "configuration.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    torch.save(net.state_dict(), os.path.join(dest, "pytorch_model.pt"))
+    return dest
+
+
+def make_image(size: int, directory: str) -> tuple[str, str]:
+    """scikit-image's astronaut.png (512 x 512, a real photo with a face), Lanczos-resized to size x size."""
+    from PIL import Image
+
+    os.makedirs(directory, exist_ok=True)
+    img = Image.open(common.skimage_data_path("astronaut.png")).convert("RGB")
+    what = f"skimage astronaut.png {img.width}x{img.height}"
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.LANCZOS)
+        what += f", Lanczos resize to {size}x{size}"
+    path = os.path.join(directory, f"mogface_{size}.png")
+    img.save(path)
+    return path, what
+
+
+def onnx_file(onnx_dir: str, h: int, w: int) -> str:
+    return os.path.join(onnx_dir, f"mogface_{h}x{w}.onnx")
+
+
+# ================================================================ engines (each in its own subprocess)
+
+
+def _stats(times: list[float]) -> dict:
+    return common.summarize(times)
+
+
+def _save_detections(path: str, result: dict) -> None:
+    np.savez(
+        path,
+        scores=np.asarray(result["scores"], np.float64),
+        boxes=np.asarray(result["boxes"], np.float64).reshape(-1, 4),
+    )
+
+
+def engine_modelscope(a) -> dict:
+    common.use_torchvision_stub()
+    t0 = time.perf_counter()
+    import torch
+
+    torch.set_num_threads(a.threads)
+    from modelscope.pipelines import pipeline
+
+    pipe = pipeline(TASK, model=a.model_dir)
+    load_s = time.perf_counter() - t0
+    rss_loaded = common.current_rss_mib()
+    acc = [0.0]
+    net = pipe.detector.net
+    inner = net.forward
+
+    def timed_forward(x):
+        t = time.perf_counter()
+        r = inner(x)
+        acc[0] += time.perf_counter() - t
+        return r
+
+    net.forward = timed_forward
+    out, net_times = {}, []
+
+    def call():
+        acc[0] = 0.0
+        out["r"] = pipe(a.image)
+        net_times.append(acc[0])
+
+    e2e = common.time_calls(call, a.repeats, a.warmup)
+    _save_detections(a.out_prefix + ".npz", out["r"])
+    return {
+        "load_s": load_s,
+        "e2e": _stats(e2e),
+        "net": _stats(net_times[a.warmup :]),
+        "rss_after_load_mib": rss_loaded,
+        "boxes": len(out["r"]["scores"]),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def engine_msvision(a) -> dict:
+    common.use_repo_msvision()
+    t0 = time.perf_counter()
+    import msvision
+
+    pipe = msvision.pipeline(TASK, model=a.model_dir, threads=a.threads)
+    load_s = time.perf_counter() - t0
+    rss_loaded = common.current_rss_mib()
+    model = pipe.model
+    acc = [0.0]
+    inner = model.run
+
+    def timed_run(x, threads):
+        t = time.perf_counter()
+        r = inner(x, threads)
+        acc[0] += time.perf_counter() - t
+        return r
+
+    model.run = timed_run
+    out, net_times = {}, []
+
+    def call():
+        acc[0] = 0.0
+        out["r"] = pipe(a.image)
+        net_times.append(acc[0])
+
+    e2e = common.time_calls(call, a.repeats, a.warmup)
+    _save_detections(a.out_prefix + ".npz", out["r"])
+    # the bare graph on the pipeline's own input tensor (what ONNX Runtime gets too)
+    x = pipe.preprocess(a.image)["img"]
+    np.save(a.out_prefix + "_input.npy", x)
+    graph = model.graph_for(*x.shape[2:])
+    maps = {}
+
+    def bare():
+        maps["out"] = graph.run([x], threads=a.threads)
+
+    bare_times = common.time_calls(bare, a.repeats, a.warmup)
+    np.savez(a.out_prefix + "_maps.npz", *maps["out"])
+    return {
+        "load_s": load_s,
+        "e2e": _stats(e2e),
+        "net": _stats(net_times[a.warmup :]),
+        "bare": _stats(bare_times),
+        "rss_after_load_mib": rss_loaded,
+        "boxes": len(out["r"]["scores"]),
+        "build_info": msvision.build_info(),
+        "version": msvision.__version__,
+    }
+
+
+class _PerLevel:
+    """ModelScope's MogFace with the per-level maps as outputs (sigmoid(cls), loc per level, as msvision's
+    graph returns them), for the ONNX export."""
+
+    @staticmethod
+    def wrap(net):
+        import torch
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, x):
+                levels = self.m.fpn(self.m.backbone(x))[0]
+                pn = self.m.pred_net
+                outs = []
+                for f in levels:
+                    f = pn.conv_SSH(f)
+                    outs.append(torch.sigmoid(pn.pred_cls(pn.deep_cls_head(f))))
+                    outs.append(pn.pred_loc(pn.deep_loc_head(f)))
+                return tuple(outs)
+
+        return Wrapped(net).eval()
+
+
+def engine_export(a) -> dict:
+    """torch.onnx.export of ModelScope's MogFace module at the input shape msvision's pipeline feeds the network;
+    the dynamo exporter first, the TorchScript one if that fails."""
+    common.use_torchvision_stub()
+    import warnings
+
+    import torch
+    from modelscope.models.cv.face_detection.mogface.models.mogface import MogFace
+
+    torch.set_num_threads(a.threads)
+    net = MogFace()
+    net.load_state_dict(torch.load(os.path.join(a.model_dir, "pytorch_model.pt"), weights_only=True))
+    wrapped = _PerLevel.wrap(net.eval())
+    h, w = a.shape
+    path = onnx_file(a.onnx_dir, h, w)
+    os.makedirs(a.onnx_dir, exist_ok=True)
+    report = {"errors": []}
+    t0 = time.perf_counter()
+    x = torch.rand(1, 3, h, w)
+    for dynamo in (True, False):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with torch.no_grad():
+                    torch.onnx.export(
+                        wrapped,
+                        (x,),
+                        path,
+                        input_names=["img"],
+                        opset_version=17,
+                        dynamo=dynamo,
+                        external_data=False,
+                    )
+            report["exporter"] = "dynamo" if dynamo else "torchscript"
+            break
+        except Exception as e:  # the fallback is the point
+            report["errors"].append(f"{'dynamo' if dynamo else 'torchscript'}: {type(e).__name__}: {e}"[:400])
+    if "exporter" not in report:
+        raise RuntimeError("torch.onnx.export failed: " + " | ".join(report["errors"]))
+    report["export_s"] = time.perf_counter() - t0
+    report["bytes"] = os.path.getsize(path)
+    return report
+
+
+def engine_ort(a) -> dict:
+    t0 = time.perf_counter()
+    import onnxruntime as ort
+
+    x = np.load(a.input_npy)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = a.threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(onnx_file(a.onnx_dir, *x.shape[2:]), so, providers=["CPUExecutionProvider"])
+    load_s = time.perf_counter() - t0
+    rss_loaded = common.current_rss_mib()
+    name = sess.get_inputs()[0].name
+    out = {}
+
+    def bare():
+        out["maps"] = sess.run(None, {name: x})
+
+    bare_times = common.time_calls(bare, a.repeats, a.warmup)
+    np.savez(a.out_prefix + "_maps.npz", *out["maps"])
+    return {
+        "load_s": load_s,
+        "bare": _stats(bare_times),
+        "rss_after_load_mib": rss_loaded,
+        "ort_version": ort.__version__,
+    }
+
+
+ENGINE_FUNCS = {
+    "modelscope": engine_modelscope,
+    "msvision": engine_msvision,
+    "ort": engine_ort,
+    "export": engine_export,
+}
+
+
+def engine_main(a) -> None:
+    result = ENGINE_FUNCS[a.engine](a)
+    result["peak_rss_mib"] = common.peak_rss_mib()
+    result["engine"] = a.engine
+    result["threads"] = a.threads
+    with open(a.json_out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+# ================================================================ orchestration
+
+
+def run_child(a, engine: str, work: str, extra: list[str] | None = None) -> dict:
+    json_out = os.path.join(work, f"{engine}.json")
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--engine",
+        engine,
+        "--threads",
+        str(a.threads),
+        "--model-dir",
+        a.model_dir,
+        "--image",
+        a.image,
+        "--repeats",
+        str(a.repeats),
+        "--warmup",
+        str(a.warmup),
+        "--json-out",
+        json_out,
+        "--out-prefix",
+        os.path.join(work, engine),
+        "--onnx-dir",
+        a.onnx_dir,
+    ] + (extra or [])
+    env = dict(os.environ)
+    env.update(common.thread_env(a.threads))
+    env.setdefault("MODELSCOPE_LOG_LEVEL", "40")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-3000:]
+        raise RuntimeError(f"engine {engine} failed (rc {proc.returncode}):\n{tail}")
+    with open(json_out) as f:
+        res = json.load(f)
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def _iou(box, boxes):
+    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
+    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / (area - inter)
+
+
+def compare_detections(ours_npz: str, ref_npz: str) -> str:
+    """Boxes paired by coordinates (as tests/test_mogface.py does); unpaired boxes classified as NMS near-ties
+    (an overlapping box >= 2 px away with a score within 1e-4 is on the other side) or unexplained."""
+    a, b = np.load(ours_npz), np.load(ref_npz)
+    sa, ba, sb, bb = a["scores"], a["boxes"], b["scores"], b["boxes"]
+    used = np.zeros(len(sa), bool)
+    pairs, only_b = [], []
+    for i in range(len(sb)):
+        d = np.abs(ba - bb[i]).max(axis=1) if len(ba) else np.zeros(0)
+        cand = [j for j in np.argsort(d) if not used[j] and d[j] <= 0.01 and abs(sa[j] - sb[i]) <= 2e-5]
+        if cand:
+            used[cand[0]] = True
+            pairs.append((cand[0], i))
+        else:
+            only_b.append(i)
+    only_a = list(np.nonzero(~used)[0])
+    ties = unexplained = 0
+    for idx, s, bx, s2, bx2 in ((only_b, sb, bb, sa, ba), (only_a, sa, ba, sb, bb)):
+        for i in idx:
+            apart = np.abs(bx2 - bx[i]).max(axis=1) >= 2.0 if len(bx2) else np.zeros(0, bool)
+            rival = len(bx2) and np.any((np.abs(s2 - s[i]) <= 1e-4) & (_iou(bx[i], bx2) > 0.3) & apart)
+            ties += bool(rival)
+            unexplained += not rival
+    text = f"{len(sa)} boxes vs {len(sb)}: {len(pairs)} identical"
+    if pairs:
+        ja, jb = np.array(pairs).T
+        text += f" (max\\|Δ\\| score {np.abs(sa[ja] - sb[jb]).max():.1e}, box {np.abs(ba[ja] - bb[jb]).max():.1e} px)"
+    if ties:
+        text += f"; {ties} differ by NMS over near-tied scores (|Δ| ≤ 1e-4)"
+    if unexplained:
+        text += f"; {unexplained} UNEXPLAINED"
+    return text
+
+
+def compare_maps(ours_npz: str, theirs_npz: str) -> str:
+    a, b = np.load(ours_npz), np.load(theirs_npz)
+    keys = sorted(a.files, key=lambda k: int(k.split("_")[1]))
+    conf = max(float(np.abs(a[k] - b[k]).max()) for k in keys[0::2])
+    loc = max(float(np.abs(a[k] - b[k]).max()) for k in keys[1::2])
+    return f"12 maps; max\\|Δ\\| conf {conf:.1e}, loc {loc:.1e}"
+
+
+def fmt_s(x: float) -> str:
+    return f"{x:.3f}" if x < 10 else f"{x:.2f}"
+
+
+def model_cache_key(model_dir: str) -> str:
+    h = hashlib.sha1(os.path.realpath(model_dir).encode())
+    for name in ("pytorch_model.pt", "configuration.json"):
+        st = os.stat(os.path.join(model_dir, name))
+        h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(common.package_versions(["torch"])["torch"].encode())
+    return h.hexdigest()[:16]
+
+
+def orchestrate(a) -> None:
+    t_start = time.perf_counter()
+    work = os.path.join(common.OUT_DIR, "mogface")
+    os.makedirs(work, exist_ok=True)
+    model_note = a.model_dir
+    if a.model_dir is None:
+        a.model_dir = os.path.join(common.OUT_DIR, "mogface_random")
+        marker = os.path.join(a.model_dir, "bench_build.json")
+        want = {"seed": a.seed, "cls_bias": CLS_BIAS}
+        have = None
+        if os.path.isfile(marker) and os.path.isfile(os.path.join(a.model_dir, "pytorch_model.pt")):
+            with open(marker) as f:
+                have = json.load(f)
+        if have != want or a.no_cache:
+            print(f"building random-weight MogFace in {a.model_dir} ...", file=sys.stderr)
+            build_model_dir(a.model_dir, seed=a.seed)
+            with open(marker, "w") as f:
+                json.dump(want, f)
+        model_note = (
+            f"ModelScope MogFace (ResNet-101), random weights (seed {a.seed}, BatchNorm/GroupNorm randomised, "
+            f"pred_cls bias {CLS_BIAS}), built in benchmarks/out/"
+        )
+    a.model_dir = os.path.abspath(a.model_dir)
+    a.image, image_note = make_image(a.size, os.path.join(work, "images"))
+    a.onnx_dir = os.path.join(work, "onnx", model_cache_key(a.model_dir))
+    if a.no_cache and os.path.isdir(a.onnx_dir):
+        shutil.rmtree(a.onnx_dir)
+
+    results, notes = {}, []
+    for eng in ("msvision", "modelscope"):
+        print(f"{eng}: {a.warmup}+{a.repeats} runs ...", file=sys.stderr)
+        results[eng] = run_child(a, eng, work)
+        e = results[eng]
+        print(f"{eng}: e2e median {e['e2e']['median']:.2f} s ({e['wall_s']:.0f} s wall)", file=sys.stderr)
+    x = np.load(os.path.join(work, "msvision_input.npy"))
+    h, w = x.shape[2:]
+    if not os.path.isfile(onnx_file(a.onnx_dir, h, w)):
+        print("exporting ONNX ...", file=sys.stderr)
+        exp = run_child(a, "export", work, ["--shape", str(h), str(w)])
+        notes.append(
+            f"ONNX export (opset 17, fixed input 1x3x{h}x{w}): {exp['exporter']} exporter, {exp['export_s']:.0f} s, "
+            f"{exp['bytes'] / 2**20:.0f} MiB"
+            + (f"; failures before fallback: {' | '.join(exp['errors'])}" if exp["errors"] else "")
+        )
+    else:
+        notes.append(f"ONNX export (opset 17, fixed input 1x3x{h}x{w}): cached in benchmarks/out/")
+    print(f"ort: {a.warmup}+{a.repeats} runs ...", file=sys.stderr)
+    results["ort"] = run_child(a, "ort", work, ["--input-npy", os.path.join(work, "msvision_input.npy")])
+
+    ms, ours, ort = results["modelscope"], results["msvision"], results["ort"]
+    det_check = compare_detections(os.path.join(work, "msvision.npz"), os.path.join(work, "modelscope.npz"))
+    map_check = compare_maps(os.path.join(work, "msvision_maps.npz"), os.path.join(work, "ort_maps.npz"))
+    runs = f"{a.warmup}+{a.repeats}"
+    ms_e2e, ms_net = ms["e2e"]["median"], ms["net"]["median"]
+    rows = [
+        # label, what, timings, reference median for the ratio, process results, check
+        (LABEL["modelscope"], "pipeline", ms["e2e"], ms_e2e, ms, "reference"),
+        (LABEL["msvision"], "pipeline", ours["e2e"], ms_e2e, ours, det_check),
+        ("ModelScope: `detector.net` inside its pipeline", "network", ms["net"], ms_net, ms, "–"),
+        (LABEL["ort"], "network", ort["bare"], ms_net, ort, "–"),
+        (LABEL["msvision_net"], "network", ours["bare"], ms_net, ours, f"vs ONNX Runtime: {map_check}"),
+    ]
+    lines = [
+        "| Engine | Timed | Runs | Min (s) | Median (s) | ModelScope ÷ this (median) | Peak RSS (MiB) | Load (s) "
+        "| Output check |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for label, what, t, ref, res, check in rows:
+        lines.append(
+            f"| {label} | {what} | {runs} | {fmt_s(t['min'])} | {fmt_s(t['median'])} | {ref / t['median']:.2f}× | "
+            f"{res['peak_rss_mib']:.0f} | {res['load_s']:.2f} | {check} |"
+        )
+    table = "\n".join(lines)
+    speedup = ms["e2e"]["median"] / ours["e2e"]["median"]
+
+    m = common.machine_info()
+    vers = common.package_versions(
+        ["torch", "onnxruntime", "onnx", "onnxscript", "modelscope", "numpy", "opencv-python-headless"]
+    )
+    command = "python3 " + " ".join(shlex.quote(x) for x in sys.argv)
+    header = [
+        f"## MogFace face detection — {common.now_utc()}" + (f" — {a.label}" if a.label else ""),
+        "",
+        f"- Command: `{command}`",
+        f"- Machine: {m['cpu_model']} ({m['hypervisor'] + ' guest, ' if m['hypervisor'] else ''}"
+        f"{m['cpus']} CPUs, {m['cores_per_socket']} cores/socket × {m['sockets']} socket, "
+        f"{m['threads_per_core']} thread/core, AVX-512 {'yes' if m['avx512'] else 'no'}); {m['os']}; "
+        f"Python {m['python']}; load average at end {common.load_average()}",
+        f"- Threads: {a.threads} for every engine (torch.set_num_threads, ORT intra_op_num_threads with inter_op 1, "
+        f"msvision `threads=`; OMP_NUM_THREADS={a.threads})",
+        f"- msvision.build_info(): `{ours.get('build_info')}`",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
+        f"- Model: {model_note}",
+        f"- Image: {image_note} (≤ 1500 px, so no downscaling; network input 1×3×{h}×{w})",
+        "- Pipelines: `pipeline('face-detection', model=dir)(png_path)` end to end (decode, normalise, network, "
+        "priors, decode, threshold 0.82, NMS, lists); the network column is the time spent in "
+        "`detector.net(img)` (ModelScope) or the graph run (msvision) inside those calls.",
+        "- Bare network: msvision's graph `run` and ONNX Runtime's `session.run` on the same normalised input "
+        "tensor; the ONNX model is ModelScope's MogFace module returning the same 12 per-level maps.",
+        "- Peak RSS: ru_maxrss of each engine's own process (imports, model load, all runs).",
+        f"- Speed-up of the msvision pipeline over ModelScope's (median): {speedup:.2f}×; bare network, ONNX "
+        f"Runtime ÷ msvision: {ort['bare']['median'] / ours['bare']['median']:.2f}×",
+    ]
+    header += [f"- {n}" for n in notes]
+    header.append(f"- Whole run: {time.perf_counter() - t_start:.0f} s wall")
+    report = "\n".join(header) + "\n\n" + table + "\n"
+    print(report)
+    if not a.no_write:
+        path = a.results
+        new = not os.path.exists(path)
+        with open(path, "a") as f:  # append only: other benchmarks write their own sections
+            if new:
+                f.write("# Benchmark results\n\nAppended by the scripts in `benchmarks/`; newest last.\n\n")
+            f.write(report + "\n")
+        print(f"appended to {path}", file=sys.stderr)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2, help="threads for every engine (default 2)")
+    ap.add_argument("--size", type=int, default=1000, help="square image size (default 1000)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per engine (default 3)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    ap.add_argument(
+        "--model-dir", default=None, help="existing ModelScope MogFace directory (default: build one)"
+    )
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random-weight model")
+    ap.add_argument("--results", default=os.path.join(common.BENCH_DIR, "RESULTS.md"))
+    ap.add_argument("--no-write", action="store_true", help="print only, do not append to RESULTS.md")
+    ap.add_argument("--label", default="", help="text added to the report heading")
+    ap.add_argument("--no-cache", action="store_true", help="rebuild the random model and re-export ONNX")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds per engine subprocess")
+    # internal: one engine in this process
+    ap.add_argument("--engine", choices=sorted(ENGINE_FUNCS), help=argparse.SUPPRESS)
+    ap.add_argument("--image", help=argparse.SUPPRESS)
+    ap.add_argument("--json-out", help=argparse.SUPPRESS)
+    ap.add_argument("--out-prefix", help=argparse.SUPPRESS)
+    ap.add_argument("--onnx-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--input-npy", help=argparse.SUPPRESS)
+    ap.add_argument("--shape", type=int, nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.threads < 1 or a.repeats < 1 or a.warmup < 0 or a.size < 1:
+        ap.error("--threads, --repeats and --size must be >= 1, --warmup >= 0")
+    if a.engine:
+        engine_main(a)
+    else:
+        orchestrate(a)
+
+
+if __name__ == "__main__":
+    main()

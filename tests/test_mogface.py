@@ -1,0 +1,416 @@
+"""MogFace face detection: msvision against ModelScope's real pipeline and torch model on the same model directory.
+
+The model directory holds random weights from ModelScope's own ``MogFace`` class (BatchNorm statistics and affine
+parameters and the GroupNorm affine parameters randomised so the folding is exercised). Random weights give
+confidences around 0.5; the final ``pred_net.pred_cls.bias`` is set to CLS_BIAS so that a handful of anchors pass
+ModelScope's 0.82 threshold and the decoding / NMS / scaling path is compared on real boxes.
+
+ModelScope's pipeline runs once per photo (module fixture) with hooks that record the network input it built and
+the raw per-level head outputs, so the raw maps (a), the detections (b) and the pre-processing are all compared
+against one reference run. Photos (scikit-image's bundled photos) are small crops to keep ResNet-101 cheap, plus a
+strip of tiled photos wider than 1500 px, which takes ModelScope's downscaling path (cv2.resize + the scores
+divided by the scale).
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures import skimage_photo
+from PIL import Image
+
+import msvision
+from msvision.errors import ImageDecodeError, InvalidInputError, InvalidModelError, ModelNotFoundError
+from msvision.models.mogface import crop_flags, priors
+from msvision.pipelines.cv.mog_face_detection_pipeline import resize_like_cv2
+
+CLS_BIAS = 1.3  # logit offset of the random cls head: some anchors score > 0.82 (see module docstring)
+PIPELINE_TYPE = "resnet101-face-detection-cvpr22papermogface"
+THRESHOLD = 0.82
+
+
+def make_mogface_dir(path, seed=0, cls_bias=CLS_BIAS):
+    """A MogFace model directory as ModelScope lays it out: configuration.json (no ``model`` section: ModelScope's
+    pipeline would then try ``MogFaceDetector(model_dir=...)``, which fails) and the flat state dict."""
+    import torch
+    from modelscope.models.cv.face_detection.mogface.models.mogface import MogFace
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    net = MogFace().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+            elif isinstance(m, torch.nn.GroupNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        net.pred_net.pred_cls.bias.fill_(cls_bias)
+    config = {"framework": "pytorch", "task": "face-detection", "pipeline": {"type": PIPELINE_TYPE}}
+    (path / "configuration.json").write_text(json.dumps(config, indent=2))
+    torch.save(net.state_dict(), path / "pytorch_model.pt")
+    return str(path)
+
+
+def _strip(tmp_dir):
+    """Six real photos side by side, 1601 x 203 px: wider than 1500, so ModelScope downscales it."""
+    parts = [
+        ("astronaut.png", 203),
+        ("camera.png", 203),
+        ("chelsea.png", 305),
+        ("coffee.png", 304),
+        ("rocket.jpg", 290),
+        ("motorcycle_left.png", 296),
+    ]
+    strip = Image.new("RGB", (sum(w for _, w in parts), 203))
+    x = 0
+    for name, w in parts:
+        strip.paste(Image.open(skimage_photo(name)).convert("RGB").resize((w, 203), Image.BICUBIC), (x, 0))
+        x += w
+    path = os.path.join(tmp_dir, "strip_1601x203.png")
+    strip.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mogface_photos")
+    astro = Image.open(skimage_photo("astronaut.png")).convert("RGB")
+    out = {
+        # 320 x 240: the level heights 60, 30, 15 (only the stride-16 fusion crops a row)
+        "astronaut": astro.crop((100, 0, 420, 240)),
+        # 300 x 228: odd level sizes at strides 4, 8, 16 (height) and 4, 16 (width): most crops
+        "chelsea": Image.open(skimage_photo("chelsea.png")).convert("RGB").crop((80, 40, 380, 268)),
+    }
+    paths = {}
+    for key, img in out.items():
+        paths[key] = os.path.join(d, f"{key}.png")
+        img.save(paths[key])
+    paths["strip"] = _strip(d)
+    # 64 x 48 (the same size parity class as the 320 x 240 crop): the input-kind checks
+    paths["tiny"] = os.path.join(d, "tiny.png")
+    astro.crop((180, 60, 244, 108)).save(paths["tiny"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_mogface_dir(tmp_path_factory.mktemp("mogface_model") / "model")
+
+
+@pytest.fixture(scope="module")
+def theirs(model_dir):
+    from modelscope.pipelines import pipeline
+
+    return pipeline("face-detection", model=model_dir)
+
+
+@pytest.fixture(scope="module")
+def ours(model_dir):
+    return msvision.pipeline("face-detection", model=model_dir, threads=2)
+
+
+@pytest.fixture(scope="module")
+def reference(theirs, photos):
+    """ModelScope's pipeline on each photo, with the network input and the raw head outputs it computed."""
+    net = theirs.detector.net
+    seen = {}
+    hooks = [
+        net.register_forward_pre_hook(lambda m, args: seen.__setitem__("input", args[0].numpy().copy())),
+        net.pred_net.pred_cls.register_forward_hook(lambda m, a, y: seen["cls"].append(y.numpy().copy())),
+        net.pred_net.pred_loc.register_forward_hook(lambda m, a, y: seen["loc"].append(y.numpy().copy())),
+    ]
+    results = {}
+    try:
+        for key in ("astronaut", "chelsea", "strip"):
+            seen.update(cls=[], loc=[])
+            out = theirs(photos[key])
+            results[key] = {"out": out, "input": seen["input"], "cls": seen["cls"], "loc": seen["loc"]}
+    finally:
+        for h in hooks:
+            h.remove()
+    return results
+
+
+@pytest.fixture(scope="module")
+def our_runs(ours, photos):
+    """msvision's pipeline on each photo, stage by stage."""
+    runs = {}
+    for key in ("astronaut", "chelsea", "strip"):
+        pre = ours.preprocess(photos[key])
+        fwd = ours.forward(pre)
+        runs[key] = {"pre": pre, "fwd": fwd, "out": ours.postprocess(fwd)}
+    return runs
+
+
+def _arrays(result):
+    scores = np.asarray(result["scores"], dtype=np.float64)
+    boxes = np.asarray(result["boxes"], dtype=np.float64).reshape(-1, 4)
+    return scores, boxes
+
+
+def _iou(box, boxes):
+    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
+    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+    return inter / (area(box) + area(boxes) - inter)
+
+
+def assert_same_detections(a, b, scale=1.0, what=""):
+    """Same boxes and scores up to float rounding between the engines.
+
+    Boxes are paired by coordinates, not by position (near-equal scores may come out in either order). A box
+    that only one side has must be explained by rounding: its score is within 1e-4 of the 0.82 threshold, or
+    another anchor's box (overlapping it, IoU > 0.3, but at least 2 px away) with a score within 1e-4 of its own
+    is on the other side instead (greedy NMS over near-tied neighbours, e.g. anchors in a flat image region,
+    resolves the tie the other way)."""
+    sa, ba = _arrays(a)
+    sb, bb = _arrays(b)
+    box_tol = 2e-3 * max(1.0, 1.0 / scale) + 1e-4 * np.abs(bb).max(initial=1.0)
+    score_tol = 2e-5 / scale
+    used = np.zeros(len(sa), bool)
+    only_b = []
+    for i in range(len(sb)):
+        d = np.abs(ba - bb[i]).max(axis=1) if len(ba) else np.zeros(0)
+        cand = [
+            j for j in np.argsort(d) if not used[j] and d[j] <= box_tol and abs(sa[j] - sb[i]) <= score_tol
+        ]
+        if cand:
+            used[cand[0]] = True
+        else:
+            only_b.append(i)
+    only_a = np.nonzero(~used)[0]
+    tie = 1e-4 / scale
+    for side, idx, s, bx, s_other, bx_other in (
+        ("ModelScope", only_b, sb, bb, sa, ba),
+        ("msvision", only_a, sa, ba, sb, bb),
+    ):
+        for i in idx:
+            near_threshold = abs(s[i] * scale - THRESHOLD) < 1e-4
+            apart = np.abs(bx_other - bx[i]).max(axis=1) >= 2.0
+            rival = len(bx_other) and np.any(
+                (np.abs(s_other - s[i]) <= tie) & (_iou(bx[i], bx_other) > 0.3) & apart
+            )
+            assert near_threshold or rival, (
+                f"{what}: a box only {side} found (score {s[i]:.6f}, box {np.round(bx[i], 2).tolist()}); "
+                f"counts msvision {len(sa)} vs ModelScope {len(sb)}"
+            )
+
+
+# ------------------------------------------------------------------ (a) raw network outputs
+
+
+@pytest.mark.parametrize("key", ["astronaut", "chelsea", "strip"])
+def test_preprocessing_is_identical(key, reference, our_runs):
+    """The network input msvision builds equals the tensor ModelScope feeds its network, bit for bit (including
+    the cv2/IPP bilinear downscale of the strip)."""
+    ref = reference[key]["input"]
+    ours_x = our_runs[key]["pre"]["img"]
+    assert ours_x.shape == ref.shape and ours_x.dtype == ref.dtype == np.float32
+    assert np.array_equal(ours_x, ref), f"max diff {np.abs(ours_x - ref).max()}"
+
+
+@pytest.mark.parametrize("key", ["astronaut", "chelsea", "strip"])
+def test_raw_outputs_match_torch(key, reference, our_runs):
+    """All 6 levels of sigmoid(cls) and loc, before any threshold, against ModelScope's torch MogFace."""
+    ref = reference[key]
+    fwd = our_runs[key]["fwd"]
+    assert len(ref["cls"]) == len(fwd["conf"]) == 6 and len(ref["loc"]) == len(fwd["loc"]) == 6
+    for level in range(6):
+        conf_ref = 1.0 / (1.0 + np.exp(-ref["cls"][level].astype(np.float64)))
+        conf, loc = fwd["conf"][level], fwd["loc"][level]
+        assert conf.shape == conf_ref.shape and loc.shape == ref["loc"][level].shape, level
+        assert np.abs(conf - conf_ref).max() < 2e-5, (key, level, np.abs(conf - conf_ref).max())
+        loc_scale = max(1.0, float(np.abs(ref["loc"][level]).max()))
+        assert np.abs(loc - ref["loc"][level]).max() < 1e-4 * loc_scale, (key, level)
+
+
+# ------------------------------------------------------------------ (b) detections
+
+
+@pytest.mark.parametrize("key", ["astronaut", "chelsea", "strip"])
+def test_detections_match_modelscope(key, reference, our_runs):
+    theirs_out = reference[key]["out"]
+    ours_out = our_runs[key]["out"]
+    assert set(ours_out) == set(theirs_out) == {"scores", "boxes", "keypoints"}
+    assert ours_out["keypoints"] is None and theirs_out["keypoints"] is None
+    assert isinstance(ours_out["scores"], list) and isinstance(ours_out["boxes"], list)
+    assert all(type(s) is float for s in ours_out["scores"])
+    assert all(
+        isinstance(b, list) and len(b) == 4 and all(type(v) is float for v in b) for b in ours_out["boxes"]
+    )
+    assert len(theirs_out["scores"]) >= 3, "the random model should give some boxes above the threshold"
+    scale = our_runs[key]["pre"]["scale"]
+    assert_same_detections(ours_out, theirs_out, scale, key)
+
+
+def test_large_image_takes_the_downscale_path(reference, our_runs):
+    """> 1500 px: the image is resized to 1000 px and the scores are divided by the scale too (ModelScope quirk),
+    so they exceed 1."""
+    pre = our_runs["strip"]["pre"]
+    assert pre["scale"] == 1000.0 / 1601 and pre["img"].shape == (1, 3, 127, 1000)
+    scores = np.asarray(our_runs["strip"]["out"]["scores"])
+    assert scores.min() > THRESHOLD / pre["scale"] - 1e-4 and scores.max() > 1.0
+    # the network saw the resized image; boxes come back in original pixels
+    conf = np.concatenate([c.ravel() for c in our_runs["strip"]["fwd"]["conf"]])
+    assert np.isclose(scores.max() * pre["scale"], conf.max(), atol=1e-6)
+
+
+def test_input_kinds_match_modelscope(ours, theirs, photos):
+    """Path, PIL image, BGR uint8 array, gray array, float BGR array (ModelScope keeps its values) and a list."""
+    path = photos["tiny"]
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    gray = np.asarray(Image.open(path).convert("L"))
+    float_bgr = bgr.astype(np.float64) + 0.25
+    want = theirs(path)
+    assert len(want["scores"]) >= 1
+    for x in (path, Image.open(path), bgr, gray, float_bgr):
+        assert_same_detections(ours(x), theirs(x), what=type(x).__name__)
+    got = ours([path, bgr])
+    assert isinstance(got, list) and len(got) == 2
+    for g in got:
+        assert_same_detections(g, want, what="list")
+
+
+# ------------------------------------------------------------------ building blocks
+
+
+def test_resize_matches_cv2():
+    """resize_like_cv2 == cv2.resize(img, (0, 0), fx=s, fy=s) (INTER_LINEAR, float32). Where OpenCV runs it
+    through Intel IPP (the opencv-python x86 wheels) it is bit-identical on these shapes and within 2 float32
+    ulps in general (see its docstring); OpenCV's own code path differs from IPP's by float rounding."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    exact = [
+        (1600, 203),
+        (1501, 37),
+        (1777, 1603),
+        (2000, 1000),
+        (1503, 2000),
+        (40, 3000),
+        (1, 1600),
+        (1600, 1),
+    ]
+    close = [(2, 1600), (3, 2407), (1768, 3288)]
+    for h, w in exact + close:
+        img = (rng.random((h, w, 3)) * 255).astype(np.float32)
+        s = 1000.0 / max(h, w)
+        ref = cv2.resize(img, (0, 0), fx=s, fy=s)
+        got = resize_like_cv2(img, s)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        diff = np.abs(got - ref).max()
+        if not cv2.ipp.useIPP():
+            assert diff < 0.05, (h, w)
+        elif (h, w) in exact:
+            assert diff == 0, (h, w, diff)
+        else:
+            assert diff <= 3.1e-5, (h, w, diff)
+
+
+def test_priors_match_modelscope():
+    from modelscope.models.cv.face_detection.mogface.models.utils import MogPriorBox
+
+    for h, w in [(240, 320), (228, 300), (1, 1), (127, 1000), (37, 5)]:
+        ref = MogPriorBox(scale_list=[0.68])(h, w)
+        got = priors(h, w)
+        assert got.dtype == ref.dtype == np.float32 and np.array_equal(got, ref), (h, w)
+
+
+def test_crop_flags():
+    # parity of the level sizes at strides 16, 8, 4
+    assert crop_flags(240, 320) == ((1, 0, 0), (0, 0, 0))
+    assert crop_flags(228, 300) == ((1, 1, 1), (1, 0, 1))
+    assert crop_flags(1, 1) == ((1, 1, 1), (1, 1, 1))
+
+
+# ------------------------------------------------------------------ (c) bad inputs and bad model directories
+
+
+def test_degenerate_images(ours, theirs):
+    # a 1 x 1 image runs through ModelScope (every level is 1 x 1) and finds nothing; so does msvision
+    one = np.full((1, 1, 3), 128, np.uint8)
+    assert ours(one) == theirs(one) == {"scores": [], "boxes": [], "keypoints": None}
+    with pytest.raises(InvalidInputError, match="empty"):
+        ours(np.zeros((0, 0, 3), np.uint8))  # ModelScope: a torch RuntimeError from the first convolution
+    with pytest.raises(InvalidInputError, match="too thin"):
+        ours(np.zeros((1, 3000, 3), np.uint8))  # downscaled to 0 rows; ModelScope: cv2.error
+    with pytest.raises(InvalidInputError):
+        ours(np.zeros((8, 8, 4), np.uint8))
+
+
+def test_bad_image_files(ours, tmp_path):
+    bad = tmp_path / "not_an_image.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is no jpeg")
+    with pytest.raises(ImageDecodeError):
+        ours(str(bad))
+    with pytest.raises(FileNotFoundError):
+        ours(str(tmp_path / "missing.jpg"))
+    with pytest.raises(TypeError):
+        ours(12345)
+
+
+def _copy_config(src, dst):
+    dst.mkdir()
+    shutil.copy(os.path.join(src, "configuration.json"), dst / "configuration.json")
+    return dst
+
+
+def test_bad_model_dirs(model_dir, tmp_path):
+    import torch
+
+    missing = _copy_config(model_dir, tmp_path / "missing")
+    with pytest.raises(ModelNotFoundError, match="pytorch_model.pt"):
+        msvision.pipeline("face-detection", model=str(missing))
+
+    corrupt = _copy_config(model_dir, tmp_path / "corrupt")
+    (corrupt / "pytorch_model.pt").write_bytes(b"PK\x03\x04 truncated garbage")
+    with pytest.raises(InvalidModelError):
+        msvision.pipeline("face-detection", model=str(corrupt))
+
+    state = torch.load(os.path.join(model_dir, "pytorch_model.pt"), weights_only=True)
+    lacking = _copy_config(model_dir, tmp_path / "lacking")
+    torch.save({k: v for k, v in state.items() if k != "fpn.p3_lat.weight"}, lacking / "pytorch_model.pt")
+    with pytest.raises(InvalidModelError, match="fpn.p3_lat.weight"):
+        msvision.pipeline("face-detection", model=str(lacking))
+
+    misshapen = _copy_config(model_dir, tmp_path / "misshapen")
+    state["pred_net.pred_loc.bias"] = torch.zeros(5)
+    torch.save(state, misshapen / "pytorch_model.pt")
+    with pytest.raises(InvalidModelError, match="pred_net.pred_loc.bias"):
+        msvision.pipeline("face-detection", model=str(misshapen))
+
+
+def test_detection_comparison_is_strict():
+    a = {
+        "scores": [0.9, 0.85],
+        "boxes": [[1.0, 2.0, 30.0, 40.0], [50.0, 60.0, 70.0, 80.0]],
+        "keypoints": None,
+    }
+    assert_same_detections(a, a)
+    moved = {**a, "boxes": [[1.0, 2.0, 30.0, 40.0], [51.0, 60.0, 70.0, 80.0]]}
+    with pytest.raises(AssertionError):
+        assert_same_detections(moved, a)
+    with pytest.raises(AssertionError):
+        assert_same_detections({**a, "scores": [0.9, 0.86]}, a)
+    with pytest.raises(AssertionError):
+        assert_same_detections({"scores": [0.9], "boxes": [a["boxes"][0]], "keypoints": None}, a)
+    # a box right at the threshold may be on one side only
+    edge = {"scores": [0.9, 0.82001], "boxes": a["boxes"], "keypoints": None}
+    assert_same_detections({"scores": [0.9], "boxes": [a["boxes"][0]], "keypoints": None}, edge)
+    # and so may one of two overlapping near-tied boxes (NMS kept the other one on the other side)
+    tie_a = {"scores": [0.9, 0.85], "boxes": [a["boxes"][0], [54.0, 60.0, 74.0, 80.0]], "keypoints": None}
+    tie_b = {"scores": [0.9, 0.85000002], "boxes": a["boxes"], "keypoints": None}
+    assert_same_detections(tie_a, tie_b)
+    far = {"scores": [0.9, 0.85], "boxes": [a["boxes"][0], [150.0, 60.0, 170.0, 80.0]], "keypoints": None}
+    with pytest.raises(AssertionError):
+        assert_same_detections(far, tie_b)
