@@ -30,7 +30,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 
@@ -314,53 +313,18 @@ ENGINE_FUNCS = {
 
 
 def engine_main(a) -> None:
-    result = ENGINE_FUNCS[a.engine](a)
-    result["peak_rss_mib"] = common.peak_rss_mib()
-    result["engine"] = a.engine
-    result["threads"] = a.threads
-    with open(a.json_out, "w") as f:
-        json.dump(result, f, indent=1)
+    common.engine_main(ENGINE_FUNCS, a)
 
 
 # ================================================================ orchestration
 
 
 def run_child(a, engine: str, work: str, extra: list[str] | None = None) -> dict:
+    args = ["--engine", engine, "--threads", str(a.threads), "--model-dir", a.model_dir, "--image", a.image]
+    args += ["--repeats", str(a.repeats), "--warmup", str(a.warmup), "--onnx-dir", a.onnx_dir]
+    args += ["--out-prefix", os.path.join(work, engine), *(extra or [])]
     json_out = os.path.join(work, f"{engine}.json")
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--engine",
-        engine,
-        "--threads",
-        str(a.threads),
-        "--model-dir",
-        a.model_dir,
-        "--image",
-        a.image,
-        "--repeats",
-        str(a.repeats),
-        "--warmup",
-        str(a.warmup),
-        "--json-out",
-        json_out,
-        "--out-prefix",
-        os.path.join(work, engine),
-        "--onnx-dir",
-        a.onnx_dir,
-    ] + (extra or [])
-    env = dict(os.environ)
-    env.update(common.thread_env(a.threads))
-    env.setdefault("MODELSCOPE_LOG_LEVEL", "40")
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout)
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr)[-3000:]
-        raise RuntimeError(f"engine {engine} failed (rc {proc.returncode}):\n{tail}")
-    with open(json_out) as f:
-        res = json.load(f)
-    res["wall_s"] = time.perf_counter() - t0
-    return res
+    return common.run_engine_process(__file__, args, json_out, a.threads, a.timeout, f"engine {engine}")
 
 
 def _iou(box, boxes):
@@ -411,10 +375,6 @@ def compare_maps(ours_npz: str, theirs_npz: str) -> str:
     conf = max(float(np.abs(a[k] - b[k]).max()) for k in keys[0::2])
     loc = max(float(np.abs(a[k] - b[k]).max()) for k in keys[1::2])
     return f"12 maps; max\\|Δ\\| conf {conf:.1e}, loc {loc:.1e}"
-
-
-def fmt_s(x: float) -> str:
-    return f"{x:.3f}" if x < 10 else f"{x:.2f}"
 
 
 def model_cache_key(model_dir: str) -> str:
@@ -495,7 +455,8 @@ def orchestrate(a) -> None:
     ]
     for label, what, t, ref, res, check in rows:
         lines.append(
-            f"| {label} | {what} | {runs} | {fmt_s(t['min'])} | {fmt_s(t['median'])} | {ref / t['median']:.2f}× | "
+            f"| {label} | {what} | {runs} | {common.fmt_s(t['min'])} | {common.fmt_s(t['median'])} | "
+            f"{ref / t['median']:.2f}× | "
             f"{res['peak_rss_mib']:.0f} | {res['load_s']:.2f} | {check} |"
         )
     table = "\n".join(lines)

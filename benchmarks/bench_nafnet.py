@@ -29,7 +29,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 
@@ -325,57 +324,20 @@ ENGINE_FUNCS = {
 
 
 def engine_main(a) -> None:
-    result = ENGINE_FUNCS[a.engine](a)
-    result["peak_rss_mib"] = common.peak_rss_mib()
-    result["engine"] = a.engine
-    result["threads"] = a.threads
-    with open(a.json_out, "w") as f:
-        json.dump(result, f, indent=1)
+    common.engine_main(ENGINE_FUNCS, a)
 
 
 # ================================================================ orchestration
 
 
 def run_child(a, engine: str, image: str, size: int, repeats: int, work: str) -> dict:
+    args = ["--engine", engine, "--threads", str(a.threads), "--model-dir", a.model_dir, "--image", image]
+    args += ["--repeats", str(repeats), "--warmup", str(a.warmup), "--onnx-dir", a.onnx_dir]
+    args += ["--npy-out", os.path.join(work, f"{engine}_{size}.npy")]
     json_out = os.path.join(work, f"{engine}_{size}.json")
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--engine",
-        engine,
-        "--threads",
-        str(a.threads),
-        "--model-dir",
-        a.model_dir,
-        "--image",
-        image,
-        "--repeats",
-        str(repeats),
-        "--warmup",
-        str(a.warmup),
-        "--json-out",
-        json_out,
-        "--npy-out",
-        os.path.join(work, f"{engine}_{size}.npy"),
-        "--onnx-dir",
-        a.onnx_dir,
-    ]
-    env = dict(os.environ)
-    env.update(common.thread_env(a.threads))
-    env.setdefault("MODELSCOPE_LOG_LEVEL", "40")  # keep ModelScope's INFO lines out of the report
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout)
-    if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr)[-3000:]
-        raise RuntimeError(f"engine {engine} at {size}px failed (rc {proc.returncode}):\n{tail}")
-    with open(json_out) as f:
-        res = json.load(f)
-    res["wall_s"] = time.perf_counter() - t0
-    return res
-
-
-def fmt_s(x: float) -> str:
-    return f"{x:.3f}" if x < 10 else f"{x:.2f}"
+    return common.run_engine_process(
+        __file__, args, json_out, a.threads, a.timeout, f"engine {engine} at {size}px"
+    )
 
 
 def make_table(a, rows: list[dict], peak: float) -> str:
@@ -419,10 +381,10 @@ def make_table(a, rows: list[dict], peak: float) -> str:
                         f"{gflop:.1f}" if first else "",
                         LABEL[eng],
                         runs,
-                        fmt_s(e["e2e"]["min"]),
-                        fmt_s(e2e_med),
+                        common.fmt_s(e["e2e"]["min"]),
+                        common.fmt_s(e2e_med),
                         ratio,
-                        fmt_s(net_med),
+                        common.fmt_s(net_med),
                         net_ratio,
                         f"{gfs:.1f}",
                         f"{100 * gfs / peak:.1f}%",

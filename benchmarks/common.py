@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
 import resource
@@ -234,3 +235,45 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "?"
+
+
+# ---------------------------------------------------------------- one process per engine
+
+
+def engine_main(engine_funcs: dict, a) -> None:
+    """Child side: run engine ``a.engine`` and write its result (plus peak RSS) to ``a.json_out``."""
+    result = engine_funcs[a.engine](a)
+    result["peak_rss_mib"] = peak_rss_mib()
+    result["engine"] = a.engine
+    result["threads"] = a.threads
+    with open(a.json_out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+def run_engine_process(
+    script: str, args: list, json_out: str, threads: int, timeout: float, label: str
+) -> dict:
+    """Parent side: run ``script args`` in a fresh process sized to ``threads`` and return its JSON result,
+    with the wall time added."""
+    env = dict(os.environ)
+    env.update(thread_env(threads))
+    env.setdefault("MODELSCOPE_LOG_LEVEL", "40")  # keep ModelScope's INFO lines out of the report
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(script), *args, "--json-out", json_out],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-3000:]
+        raise RuntimeError(f"{label} failed (rc {proc.returncode}):\n{tail}")
+    with open(json_out) as f:
+        res = json.load(f)
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def fmt_s(x: float) -> str:
+    return f"{x:.3f}" if x < 10 else f"{x:.2f}"
