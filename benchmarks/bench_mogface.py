@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shlex
 import shutil
@@ -54,29 +53,8 @@ LABEL = {
 
 
 def build_model_dir(dest: str, seed: int = 0) -> str:
-    common.use_torchvision_stub()
-    import torch
-    from modelscope.models.cv.face_detection.mogface.models.mogface import MogFace
-
-    torch.manual_seed(seed)
-    net = MogFace().eval()
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-            elif isinstance(m, torch.nn.GroupNorm):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-        net.pred_net.pred_cls.bias.fill_(CLS_BIAS)
-    os.makedirs(dest, exist_ok=True)
-    config = {"framework": "pytorch", "task": TASK, "pipeline": {"type": PIPELINE_TYPE}}
-    with open(os.path.join(dest, "configuration.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    torch.save(net.state_dict(), os.path.join(dest, "pytorch_model.pt"))
-    return dest
+    """ModelScope's MogFace with seeded random weights (tests/fixtures.py), as a ModelScope model dir."""
+    return common.use_test_fixtures().make_mogface_dir(dest, seed=seed, cls_bias=CLS_BIAS)
 
 
 def make_image(size: int, directory: str) -> tuple[str, str]:
@@ -392,18 +370,10 @@ def orchestrate(a) -> None:
     os.makedirs(work, exist_ok=True)
     model_note = a.model_dir
     if a.model_dir is None:
-        a.model_dir = os.path.join(common.OUT_DIR, "mogface_random")
-        marker = os.path.join(a.model_dir, "bench_build.json")
-        want = {"seed": a.seed, "cls_bias": CLS_BIAS}
-        have = None
-        if os.path.isfile(marker) and os.path.isfile(os.path.join(a.model_dir, "pytorch_model.pt")):
-            with open(marker) as f:
-                have = json.load(f)
-        if have != want or a.no_cache:
-            print(f"building random-weight MogFace in {a.model_dir} ...", file=sys.stderr)
-            build_model_dir(a.model_dir, seed=a.seed)
-            with open(marker, "w") as f:
-                json.dump(want, f)
+        recipe = {"seed": a.seed, "cls_bias": CLS_BIAS, "builder": "tests/fixtures.make_mogface_dir"}
+        a.model_dir = common.cached_model_dir(
+            "mogface_random", recipe, lambda d: build_model_dir(d, seed=a.seed), a.no_cache
+        )
         model_note = (
             f"ModelScope MogFace (ResNet-101), random weights (seed {a.seed}, BatchNorm/GroupNorm randomised, "
             f"pred_cls bias {CLS_BIAS}), built in benchmarks/out/"

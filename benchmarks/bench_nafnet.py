@@ -54,37 +54,9 @@ LABEL = {"msvision": "msvision", "modelscope": "ModelScope (torch)", "ort": "ONN
 
 
 def build_model_dir(dest: str, seed: int = 0) -> str:
-    """ModelScope's NAFNet in the SIDD configuration with seeded random weights, as a ModelScope model dir.
-
-    LayerNorm weights/biases and the blocks' beta/gamma (which initialise to 1/0 and 0, making every block an
-    identity) are perturbed so that every block contributes to the output.
-    """
-    common.use_torchvision_stub()
-    import torch
-    from modelscope.models.cv.image_denoise.nafnet.NAFNet_arch import NAFNet
-
-    torch.manual_seed(seed)
-    net = NAFNet(**SIDD_NET)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf in ("beta", "gamma"):
-                p.normal_(0.0, 0.1)
-            elif ".norm" in name and leaf == "weight":
-                p.normal_(1.0, 0.2)
-            elif ".norm" in name and leaf == "bias":
-                p.normal_(0.0, 0.1)
-    os.makedirs(dest, exist_ok=True)
-    config = {
-        "framework": "pytorch",
-        "task": TASK,
-        "pipeline": {"type": "nafnet-image-denoise"},
-        "model": {"type": "nafnet", "network_g": SIDD_NET},
-    }
-    with open(os.path.join(dest, "configuration.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    torch.save({"params": net.state_dict()}, os.path.join(dest, "pytorch_model.pt"))
-    return dest
+    """ModelScope's NAFNet in the SIDD configuration with seeded random weights (tests/fixtures.py: LayerNorm and
+    the blocks' beta/gamma, which initialise to identity, are perturbed so every block contributes)."""
+    return common.use_test_fixtures().make_nafnet_dir(dest, SIDD_NET, seed=seed)
 
 
 def network_settings(model_dir: str) -> dict:
@@ -419,18 +391,10 @@ def orchestrate(a) -> None:
             sys.exit(f"unknown engine {e!r}; choose from {', '.join(ENGINES)}")
     model_note = a.model_dir
     if a.model_dir is None:
-        a.model_dir = os.path.join(common.OUT_DIR, "nafnet_sidd_random")
-        marker = os.path.join(a.model_dir, "bench_build.json")
-        want = {"seed": a.seed, "network_g": SIDD_NET}
-        have = None
-        if os.path.isfile(marker) and os.path.isfile(os.path.join(a.model_dir, "pytorch_model.pt")):
-            with open(marker) as f:
-                have = json.load(f)
-        if have != want or a.no_cache:
-            print(f"building random-weight SIDD NAFNet in {a.model_dir} ...", file=sys.stderr)
-            build_model_dir(a.model_dir, seed=a.seed)
-            with open(marker, "w") as f:
-                json.dump(want, f)
+        recipe = {"seed": a.seed, "network_g": SIDD_NET, "builder": "tests/fixtures.make_nafnet_dir"}
+        a.model_dir = common.cached_model_dir(
+            "nafnet_sidd_random", recipe, lambda d: build_model_dir(d, seed=a.seed), a.no_cache
+        )
         model_note = (
             "ModelScope NAFNet, SIDD config (width 32, enc [2,2,4,8], middle 12, dec [2,2,2,2]), "
             f"random weights (seed {a.seed}, LayerNorm and beta/gamma perturbed), built in benchmarks/out/"

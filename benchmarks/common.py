@@ -33,6 +33,33 @@ def use_torchvision_stub() -> None:
         sys.path.insert(0, STUBS_DIR)
 
 
+def use_test_fixtures():
+    """tests/fixtures.py: the builders of random-weight ModelScope model directories the tests use too."""
+    use_torchvision_stub()
+    tests_dir = os.path.dirname(STUBS_DIR)
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    import fixtures
+
+    return fixtures
+
+
+def cached_model_dir(name: str, recipe: dict, build, rebuild: bool = False) -> str:
+    """benchmarks/out/<name>, built by ``build(dir)`` unless it already holds a model built from ``recipe``."""
+    model_dir = os.path.join(OUT_DIR, name)
+    marker = os.path.join(model_dir, "bench_build.json")
+    have = None
+    if os.path.isfile(marker) and os.path.isfile(os.path.join(model_dir, "pytorch_model.pt")):
+        with open(marker) as f:
+            have = json.load(f)
+    if have != recipe or rebuild:
+        print(f"building {name} in {model_dir} ...", file=sys.stderr)
+        build(model_dir)
+        with open(marker, "w") as f:
+            json.dump(recipe, f)
+    return model_dir
+
+
 def use_repo_msvision() -> None:
     """Import msvision from this checkout (built in place) rather than any installed copy."""
     if REPO_ROOT not in sys.path:

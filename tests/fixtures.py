@@ -15,6 +15,8 @@ SIDD = {
     "middle_blk_num": 12,
     "dec_blk_nums": [2, 2, 2, 2],
 }
+# logit offset of MogFace's random cls head, so that some anchors score above the pipeline's 0.82 threshold
+MOGFACE_CLS_BIAS = 1.3
 SMALL = {
     "img_channel": 3,
     "width": 16,
@@ -51,6 +53,37 @@ def make_nafnet_dir(path, net_cfg, seed=0, task="image-denoising", legacy=False,
     state = {prefix + k: v for k, v in net.state_dict().items()}
     obj = {wrap: state} if wrap else state
     torch.save(obj, path / "pytorch_model.pt", _use_new_zipfile_serialization=not legacy)
+    return str(path)
+
+
+def make_mogface_dir(path, seed=0, cls_bias=MOGFACE_CLS_BIAS):
+    """A MogFace model directory as ModelScope lays it out: configuration.json (no ``model`` section: ModelScope's
+    pipeline would then try ``MogFaceDetector(model_dir=...)``, which fails) and the flat state dict."""
+    import torch
+    from modelscope.models.cv.face_detection.mogface.models.mogface import MogFace
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    net = MogFace().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+            elif isinstance(m, torch.nn.GroupNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        net.pred_net.pred_cls.bias.fill_(cls_bias)
+    config = {
+        "framework": "pytorch",
+        "task": "face-detection",
+        "pipeline": {"type": "resnet101-face-detection-cvpr22papermogface"},
+    }
+    (path / "configuration.json").write_text(json.dumps(config, indent=2))
+    torch.save(net.state_dict(), path / "pytorch_model.pt")
     return str(path)
 
 

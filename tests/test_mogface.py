@@ -12,14 +12,12 @@ strip of tiled photos wider than 1500 px, which takes ModelScope's downscaling p
 divided by the scale).
 """
 
-import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import skimage_photo
+from fixtures import make_mogface_dir, skimage_photo
 from PIL import Image
 
 import msvision
@@ -27,36 +25,7 @@ from msvision.errors import ImageDecodeError, InvalidInputError, InvalidModelErr
 from msvision.models.mogface import crop_flags, priors
 from msvision.pipelines.cv.mog_face_detection_pipeline import resize_like_cv2
 
-CLS_BIAS = 1.3  # logit offset of the random cls head: some anchors score > 0.82 (see module docstring)
-PIPELINE_TYPE = "resnet101-face-detection-cvpr22papermogface"
 THRESHOLD = 0.82
-
-
-def make_mogface_dir(path, seed=0, cls_bias=CLS_BIAS):
-    """A MogFace model directory as ModelScope lays it out: configuration.json (no ``model`` section: ModelScope's
-    pipeline would then try ``MogFaceDetector(model_dir=...)``, which fails) and the flat state dict."""
-    import torch
-    from modelscope.models.cv.face_detection.mogface.models.mogface import MogFace
-
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    net = MogFace().eval()
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-            elif isinstance(m, torch.nn.GroupNorm):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-        net.pred_net.pred_cls.bias.fill_(cls_bias)
-    config = {"framework": "pytorch", "task": "face-detection", "pipeline": {"type": PIPELINE_TYPE}}
-    (path / "configuration.json").write_text(json.dumps(config, indent=2))
-    torch.save(net.state_dict(), path / "pytorch_model.pt")
-    return str(path)
 
 
 def _strip(tmp_dir):
