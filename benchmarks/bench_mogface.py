@@ -163,7 +163,7 @@ def engine_msvision(a) -> dict:
     # the bare graph on the pipeline's own input tensor (what ONNX Runtime gets too)
     x = pipe.preprocess(a.image)["img"]
     np.save(a.out_prefix + "_input.npy", x)
-    graph = model.graph_for(*x.shape[2:])
+    graph = model.graph
     maps = {}
 
     def bare():

@@ -22,7 +22,7 @@ from PIL import Image
 
 import msvision
 from msvision.errors import ImageDecodeError, InvalidInputError, InvalidModelError, ModelNotFoundError
-from msvision.models.mogface import crop_flags, priors
+from msvision.models.mogface import priors
 from msvision.pipelines.cv.mog_face_detection_pipeline import resize_like_cv2
 
 THRESHOLD = 0.82
@@ -295,11 +295,36 @@ def test_priors_match_modelscope():
         assert got.dtype == ref.dtype == np.float32 and np.array_equal(got, ref), (h, w)
 
 
-def test_crop_flags():
-    # parity of the level sizes at strides 16, 8, 4
-    assert crop_flags(240, 320) == ((1, 0, 0), (0, 0, 0))
-    assert crop_flags(228, 300) == ((1, 1, 1), (1, 0, 1))
-    assert crop_flags(1, 1) == ((1, 1, 1), (1, 1, 1))
+@pytest.mark.parametrize("size", [(37, 50), (52, 44), (45, 61), (40, 40)])
+def test_one_graph_serves_every_size(size, theirs, ours):
+    """ModelScope's FPN crops the x2-upsampled coarser map to the finer level's size (dropping a row / column
+    where that size is odd); msvision's single graph does that per input (resize_like), so every parity pattern of
+    the level sizes matches torch, with no rebuild."""
+    import torch
+
+    net = theirs.detector.net
+    graph = ours.model.graph
+    x = np.random.default_rng(sum(size)).standard_normal((1, 3, *size)).astype(np.float32)
+    seen = {"cls": [], "loc": []}
+    hooks = [
+        net.pred_net.pred_cls.register_forward_hook(lambda m, a, y: seen["cls"].append(y.numpy().copy())),
+        net.pred_net.pred_loc.register_forward_hook(lambda m, a, y: seen["loc"].append(y.numpy().copy())),
+    ]
+    try:
+        with torch.no_grad():
+            net(torch.from_numpy(x))
+    finally:
+        for h in hooks:
+            h.remove()
+    maps = ours.model.run(x, threads=2)
+    assert ours.model.graph is graph
+    for level in range(6):
+        conf_ref = 1.0 / (1.0 + np.exp(-seen["cls"][level].astype(np.float64)))
+        conf, loc = maps[2 * level], maps[2 * level + 1]
+        assert conf.shape == conf_ref.shape and loc.shape == seen["loc"][level].shape, (size, level)
+        assert np.abs(conf - conf_ref).max() < 2e-5, (size, level)
+        loc_scale = max(1.0, float(np.abs(seen["loc"][level]).max()))
+        assert np.abs(loc - seen["loc"][level]).max() < 1e-4 * loc_scale, (size, level)
 
 
 # ------------------------------------------------------------------ (c) bad inputs and bad model directories

@@ -215,6 +215,110 @@ def test_conv2d_chain_of_layouts(layout):
     close(out, ref, CONV_RTOL, 3 * conv_atol(32), f"conv chain {layout}")
 
 
+# ---------------------------------------------------------------------------------------------- Winograd conv
+# 3x3 stride-1 convolutions (dilation 1 or 2) with channels in multiples of 16 and at least 16 output tiles run as
+# Winograd F(4x4, 3x3) (csrc/core/winograd.c around a oneDNN matmul). Its transforms scale values by up to ~100
+# before the products are summed, so it rounds a few times more than the direct convolution: its bound is 3x the
+# direct one's, and measured max errors are below 1/6 of it (4.7e-5 at fan-in 2304).
+WINO_ATOL_PER_SQRT_FAN_IN = 6e-6
+
+# (N, C, H, W, O, padding (t, l, b, r), dilation, relu post-op)
+WINO_CASES = [
+    (1, 16, 16, 16, 16, (1, 1, 1, 1), 1, False),  # 16 tiles: the smallest map that takes Winograd
+    (2, 32, 27, 33, 48, (1, 1, 1, 1), 1, True),  # batch 2, partial edge tiles, fused ReLU
+    (1, 16, 75, 90, 32, (1, 1, 1, 1), 1, False),  # 19 x 23 tiles: three uneven chunks of the matmul
+    (1, 128, 31, 26, 128, (2, 2, 2, 2), 2, True),  # dilated 2 (MogFace's SSH context)
+    (2, 16, 33, 33, 16, (2, 2, 2, 2), 2, False),  # dilated: interleaved tiles, some past the edge
+    (1, 32, 40, 37, 16, (0, 2, 1, 0), 2, False),  # dilated, asymmetric padding
+    (1, 48, 30, 30, 64, (0, 0, 0, 0), 1, True),  # no padding
+    (1, 256, 20, 20, 256, (1, 1, 1, 1), 1, False),  # many channels (fan-in 2304)
+]
+
+
+def _plans(capfd):
+    """The plan lines MSVISION_VERBOSE printed since the last call."""
+    return [line for line in capfd.readouterr().err.splitlines() if "plan step" in line]
+
+
+@pytest.mark.parametrize("case", WINO_CASES, ids=lambda c: f"n{c[0]}c{c[1]}_{c[2]}x{c[3]}_o{c[4]}_d{c[6]}")
+def test_winograd_conv(case, layout, monkeypatch, capfd):
+    n, c, h, w_, o, p, d, relu = case
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")
+    x = rand(n, c, h, w_)
+    fan_in = c * 9
+    wt, b = weight(o, c, 3, 3, fan_in=fan_in), rand(o, seed=2)
+
+    def build(g, i):
+        y = g.conv2d(i, g.const(wt), g.const(b), (3, 3), padding=p, dilation=(d, d))
+        return g.eltwise(y, "relu") if relu else y
+
+    capfd.readouterr()
+    (out,) = run_graph(build, [x])
+    plans = _plans(capfd)
+    assert sum("winograd convolution" in line for line in plans) == 1, plans
+    assert not any("eltwise" in line for line in plans), plans  # the ReLU runs in the output transform
+    ref = torch_conv(x, wt, b, (1, 1), p, (d, d), 1)
+    ref = ref.clamp_min(0) if relu else ref
+    close(
+        out, ref, CONV_RTOL, WINO_ATOL_PER_SQRT_FAN_IN * math.sqrt(fan_in), f"winograd conv {case} {layout}"
+    )
+
+
+def test_winograd_reads_a_blocked_producer(monkeypatch, capfd):
+    """A Winograd conv after a direct one that wrote nChw16c reads that layout in place (no reorder)."""
+    monkeypatch.setenv("MSVISION_LAYOUT", "blocked")
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")
+    x = rand(1, 16, 29, 35)
+    w1, w2 = weight(32, 16, 1, 1, fan_in=16), weight(32, 32, 3, 3, fan_in=288, seed=3)
+
+    def build(g, i):
+        y = g.conv2d(i, g.const(w1), -1, (1, 1))
+        return g.conv2d(y, g.const(w2), -1, (3, 3), padding=(1, 1, 1, 1))
+
+    capfd.readouterr()
+    (out,) = run_graph(build, [x])
+    plans = _plans(capfd)
+    assert any("nChw16c" in line for line in plans) and any("winograd" in line for line in plans), plans
+    assert sum("reorder" in line for line in plans) == 2, plans  # only the graph's input and output edges
+    ref = F.conv2d(F.conv2d(t64(x), t64(w1)), t64(w2), padding=1)
+    close(out, ref, CONV_RTOL, WINO_ATOL_PER_SQRT_FAN_IN * math.sqrt(288) * 2, "blocked -> winograd")
+
+
+@pytest.mark.parametrize(
+    "why",
+    ["disabled", "stride 2", "dilation 3", "channels not a multiple of 16", "few tiles", "binary post-op"],
+)
+def test_direct_conv_where_winograd_does_not_apply(why, monkeypatch, capfd):
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")
+    c, o, h, stride, dil = 32, 32, 24, 1, 1
+    if why == "disabled":
+        monkeypatch.setenv("MSVISION_WINOGRAD", "0")
+    elif why == "stride 2":
+        stride = 2
+    elif why == "dilation 3":
+        dil = 3
+    elif why == "channels not a multiple of 16":
+        c = 24
+    elif why == "few tiles":
+        h = 12  # 3 x 3 tiles
+    x, r = rand(1, c, h, h), rand(1, o, h // stride, h // stride, seed=4)
+    wt = weight(o, c, 3, 3, fan_in=9 * c)
+
+    def build(g, i, j):
+        y = g.conv2d(
+            i, g.const(wt), -1, (3, 3), stride=(stride, stride), padding=(dil,) * 4, dilation=(dil, dil)
+        )
+        return g.binary("add", y, j) if why == "binary post-op" else y
+
+    capfd.readouterr()
+    (out,) = run_graph(build, [x, r])
+    plans = _plans(capfd)
+    assert not any("winograd" in line for line in plans), plans
+    ref = F.conv2d(t64(x), t64(wt), stride=stride, padding=dil, dilation=dil)
+    ref = ref + t64(r) if why == "binary post-op" else ref
+    close(out, ref, CONV_RTOL, conv_atol(9 * c), why)
+
+
 # ---------------------------------------------------------------------------------------------- deconv2d
 
 # (N, C, H, W, O, kernel, stride, padding, dilation, groups, output_padding, bias)
@@ -911,6 +1015,36 @@ def test_resize_after_conv(mode, c, layout):
         rand(1, c, 7, 5),
     )
     close(out, ref, 1e-5, 1e-5, f"resize {mode} after conv {layout}")
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize("like_hw", [(14, 18), (13, 17), (13, 18), (1, 1)])
+def test_resize_like(mode, like_hw):
+    """x scaled by 2 and cropped to the reference's size (an FPN's up2(x)[:, :, :h, :w]); the reference is read
+    for its shape only."""
+    x, like = rand(2, 5, 7, 9), rand(2, 3, *like_hw, seed=3)
+    (out,) = run_graph(lambda g, i, j: g.resize_like(i, j, mode, 2.0, 2.0), [x, like])
+    ref = _resize_ref(mode, t32(x), None, (2.0, 2.0))[:, :, : like_hw[0], : like_hw[1]]
+    if mode == "nearest":
+        exact(out, ref, f"resize_like {mode} {like_hw}")
+    else:
+        close(out, ref, 1e-5, 1e-5, f"resize_like {mode} {like_hw}")
+
+
+def test_resize_like_refuses_a_larger_reference():
+    g = _C.Graph()
+    i, j = g.input(5), g.input(3)
+    g.output(g.resize_like(i, j, "bilinear", 2.0, 2.0))
+    g.finalize()
+    with pytest.raises(_C.ShapeError, match="resize_like: the reference .15 x 18. is larger"):
+        g.run([rand(1, 5, 7, 9), rand(1, 3, 15, 18)], threads=1)
+
+
+def test_resize_like_refuses_align_corners():
+    g = _C.Graph()
+    i, j = g.input(5), g.input(3)
+    with pytest.raises(ValueError, match="resize_like needs .* nearest or bilinear"):
+        g.resize_like(i, j, "bilinear_align_corners", 2.0, 2.0)
 
 
 # ------------------------------------------------------------------------------ concat / pad / slice

@@ -19,6 +19,7 @@
 
 #include "../core/graph_internal.h"
 #include "../core/kernels.h"
+#include "../core/winograd.h"
 
 #define MAX_PLANS 8
 #define MAX_ARGS (MSV_MAX_NODE_INPUTS + MSV_MAX_POST_OPS + 6)
@@ -81,6 +82,13 @@ typedef struct step {
     int src, dst;
     msv_view vsrc, vdst;
     const float *scale, *shift;
+    /* Winograd convolutions: the transforms (core/winograd.c) run around `prim`, a batched matmul, once per
+     * chunk of wino_rows tiles; wino_v / wino_m are the chunk's transformed input and products */
+    int is_wino;
+    msv_wino_geometry wino;
+    int64_t wino_rows;
+    int wino_v, wino_m, relu;
+    const float *bias;
 } step;
 
 typedef struct plan {
@@ -98,8 +106,11 @@ typedef struct plan {
     uint64_t last_used;
 } plan;
 
+typedef enum weight_form { W_AS_STORED, W_WINOGRAD } weight_form;
+
 typedef struct packed_weight {
     int tensor;
+    weight_form form;
     dnnl_memory_desc_t md;
     void *buf;
 } packed_weight;
@@ -416,15 +427,24 @@ static int const_entry(builder *b, int tensor, dnnl_memory_desc_t md) {
     return e;
 }
 
-/* Weights in the layout a primitive asks for: reordered once, shared by all plans. */
-static int packed_weight_entry(builder *b, int tensor, const_dnnl_memory_desc_t plain, const_dnnl_memory_desc_t want) {
+/* A fixed entry for weights already packed (tensor, form, layout); NOT_PACKED if there are none yet. */
+#define NOT_PACKED (-2)
+static int cached_weight_entry(builder *b, int tensor, weight_form form, const_dnnl_memory_desc_t want) {
     struct msv_plan_cache *pc = b->pc;
     for (int i = 0; i < pc->n_packed; i++)
-        if (pc->packed[i].tensor == tensor && dnnl_memory_desc_equal(pc->packed[i].md, want)) {
+        if (pc->packed[i].tensor == tensor && pc->packed[i].form == form &&
+            dnnl_memory_desc_equal(pc->packed[i].md, want)) {
             int e = new_entry(b, E_FIXED, md_clone(want));
             if (e >= 0) b->p->entries[e].fixed = pc->packed[i].buf;
             return e;
         }
+    return NOT_PACKED;
+}
+
+/* Packs `data` (laid out as `plain`) into the layout `want` once; the copy is shared by all plans. */
+static int pack_weights(builder *b, int tensor, weight_form form, const_dnnl_memory_desc_t plain, void *data,
+                        const_dnnl_memory_desc_t want) {
+    struct msv_plan_cache *pc = b->pc;
     if (pc->n_packed == pc->cap_packed) {
         int cap = pc->cap_packed ? 2 * pc->cap_packed : 64;
         packed_weight *pw = realloc(pc->packed, (size_t)cap * sizeof(*pw));
@@ -444,7 +464,7 @@ static int packed_weight_entry(builder *b, int tensor, const_dnnl_memory_desc_t 
     dnnl_memory_t src = NULL, dst = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t prim = NULL;
-    dnnl_status_t s = dnnl_memory_create(&src, plain, g_engine, b->g->tensors[tensor].data);
+    dnnl_status_t s = dnnl_memory_create(&src, plain, g_engine, data);
     if (s == dnnl_success) s = dnnl_memory_create(&dst, want, g_engine, buf);
     if (s == dnnl_success) s = dnnl_reorder_primitive_desc_create(&pd, plain, g_engine, want, g_engine, NULL);
     if (s == dnnl_success) s = dnnl_primitive_create(&prim, pd);
@@ -462,10 +482,16 @@ static int packed_weight_entry(builder *b, int tensor, const_dnnl_memory_desc_t 
         dnnl_fail(b->err, s, "pack weights");
         return -1;
     }
-    pc->packed[pc->n_packed++] = (packed_weight){tensor, md_clone(want), buf};
+    pc->packed[pc->n_packed++] = (packed_weight){tensor, form, md_clone(want), buf};
     int e = new_entry(b, E_FIXED, md_clone(want));
     if (e >= 0) b->p->entries[e].fixed = buf;
     return e;
+}
+
+/* Weights in the layout a primitive asks for: reordered once, shared by all plans. */
+static int packed_weight_entry(builder *b, int tensor, const_dnnl_memory_desc_t plain, const_dnnl_memory_desc_t want) {
+    int e = cached_weight_entry(b, tensor, W_AS_STORED, want);
+    return e != NOT_PACKED ? e : pack_weights(b, tensor, W_AS_STORED, plain, b->g->tensors[tensor].data, want);
 }
 
 /* The entry holding graph tensor t (activations/inputs), or a fixed entry for a constant. */
@@ -566,8 +592,134 @@ static dnnl_primitive_desc_t conv_candidate(const msv_node *n, int deconv, const
     return NULL;
 }
 
+/* ------------------------------------------------------------------ Winograd convolutions */
+
+/* Winograd F(4x4, 3x3) replaces oneDNN's direct convolution (this oneDNN build has no fp32 Winograd) for 3x3
+ * stride-1 convolutions, dilation 1 or 2, with channel counts in multiples of 16 (the transforms' vector width).
+ * Measured on Zen 4 (2 threads, 3 chained convolutions C -> C): 1.6-3x faster from 32 channels at 125x125 to 512
+ * channels at 16x16; at 8x8 and below (4 tiles) reading the 4x larger transformed weights costs more than the
+ * multiplies saved. MSVISION_WINOGRAD=0 turns it off. */
+#define WINO_MIN_TILES 16
+#define WINO_CHUNK_TILES 192 /* tiles transformed per matmul: the chunk's data stays in the caches */
+
+static int winograd_disabled(void) {
+    const char *v = getenv("MSVISION_WINOGRAD");
+    return v && strcmp(v, "0") == 0;
+}
+
+static int64_t winograd_chunk_tiles(void) {
+    const char *v = getenv("MSVISION_WINOGRAD_TILES"); /* for tuning */
+    long t = v ? strtol(v, NULL, 10) : 0;
+    return t > 0 && t < 100000 ? t : WINO_CHUNK_TILES;
+}
+
+static int wants_winograd(const builder *b, const msv_node *n) {
+    const msv_conv_params *p = &n->win;
+    if (n->op != MSV_OP_CONV || winograd_disabled()) return 0;
+    if (p->groups != 1 || p->kh != 3 || p->kw != 3 || p->sh != 1 || p->sw != 1 || p->dh != p->dw || p->dh > 2) return 0;
+    const msv_shape xs = b->shapes[n->in[0]], ys = b->shapes[n->out];
+    if (xs.dims[1] % 16 || ys.dims[1] % 16) return 0;
+    const msv_wino_geometry geo = msv_wino_plan_tiles(ys.dims[0], ys.dims[2], ys.dims[3], 0, 0, p->dh);
+    if (geo.n_tiles < WINO_MIN_TILES) return 0;
+    if (n->n_post == 0) return 1;
+    return n->n_post == 1 && n->post[0].kind == MSV_POST_ELTWISE && n->post[0].act == MSV_ACT_RELU;
+}
+
+/* The conv weights of `tensor` Winograd-transformed and packed in the layout the matmul asks for. */
+static int winograd_weight_entry(builder *b, int tensor, int64_t I, int64_t O, const_dnnl_memory_desc_t want) {
+    int e = cached_weight_entry(b, tensor, W_WINOGRAD, want);
+    if (e != NOT_PACKED) return e;
+    float *u = malloc(sizeof(float) * MSV_WINO_POSITIONS * (size_t)I * (size_t)O);
+    dnnl_memory_desc_t plain = md_tag(3, (int64_t[]){MSV_WINO_POSITIONS, I, O}, dnnl_abc);
+    if (!u || !plain) {
+        free(u);
+        dnnl_memory_desc_destroy(plain);
+        msv_set_error(b->err, MSV_ERR_OUT_OF_MEMORY, "out of memory packing weights");
+        return -1;
+    }
+    msv_wino_transform_weights(b->g->tensors[tensor].data, O, I, u);
+    e = pack_weights(b, tensor, W_WINOGRAD, plain, u, want);
+    free(u);
+    dnnl_memory_desc_destroy(plain);
+    return e;
+}
+
+static msv_status plan_winograd(builder *b, const msv_node *n) {
+    const msv_shape xs = b->shapes[n->in[0]], ys = b->shapes[n->out];
+    const int64_t I = xs.dims[1], O = ys.dims[1];
+    int src = tensor_entry(b, n->in[0]);
+    if (src < 0) return b->err->status;
+    msv_view vs, vd;
+    if (!md_to_view(b->p->entries[src].md, &vs) || !msv_wino_view_ok(&vs)) {
+        dnnl_memory_desc_t nhwc = md_tag(4, xs.dims, dnnl_nhwc);
+        src = converted(b, src, nhwc);
+        dnnl_memory_desc_destroy(nhwc);
+        if (src < 0) return b->err->status;
+        md_to_view(b->p->entries[src].md, &vs);
+    }
+    const msv_wino_geometry geo =
+        msv_wino_plan_tiles(ys.dims[0], ys.dims[2], ys.dims[3], n->win.pad_t, n->win.pad_l, n->win.dh);
+    const int64_t n_chunks = (geo.n_tiles + winograd_chunk_tiles() - 1) / winograd_chunk_tiles();
+    const int64_t rows = (geo.n_tiles + n_chunks - 1) / n_chunks; /* even chunks: little work on unused rows */
+    dnnl_memory_desc_t vmd = md_tag(3, (int64_t[]){MSV_WINO_POSITIONS, rows, I}, dnnl_abc);
+    dnnl_memory_desc_t umd = md_tag(3, (int64_t[]){MSV_WINO_POSITIONS, I, O}, dnnl_format_tag_any);
+    dnnl_memory_desc_t mmd = md_tag(3, (int64_t[]){MSV_WINO_POSITIONS, rows, O}, dnnl_abc);
+    dnnl_memory_desc_t ymd = md_tag(4, ys.dims, dnnl_nhwc);
+    dnnl_primitive_attr_t attr = new_attr();
+    dnnl_primitive_desc_t pd = NULL;
+    msv_status result = MSV_ERR_BACKEND;
+    if (!vmd || !umd || !mmd || !ymd || !attr) {
+        msv_set_error(b->err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
+        goto done;
+    }
+    dnnl_status_t s = dnnl_matmul_primitive_desc_create(&pd, g_engine, vmd, umd, NULL, mmd, attr);
+    if (s != dnnl_success) {
+        dnnl_fail(b->err, s, "create the matmul of a Winograd convolution");
+        goto done;
+    }
+    int w = winograd_weight_entry(b, n->weight, I, O, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
+    int v = new_entry(b, E_ARENA, md_clone(vmd));
+    int m = new_entry(b, E_ARENA, md_clone(mmd));
+    int out = new_entry(b, E_ARENA, ymd);
+    ymd = NULL;
+    if (w < 0 || v < 0 || m < 0 || out < 0) goto done;
+    b->p->tensor_entry[n->out] = out;
+    md_to_view(b->p->entries[out].md, &vd);
+    step *st = add_primitive_step(b, pd, "winograd convolution");
+    pd = NULL;
+    if (!st) goto done;
+    st->is_wino = 1;
+    st->wino = geo;
+    st->wino_rows = rows;
+    st->wino_v = v;
+    st->wino_m = m;
+    st->relu = n->n_post == 1;
+    st->bias = n->bias >= 0 ? b->g->tensors[n->bias].data : NULL;
+    st->src = src;
+    st->dst = out;
+    st->vsrc = vs;
+    st->vdst = vd;
+    add_arg(b, st, DNNL_ARG_SRC, v);
+    add_arg(b, st, DNNL_ARG_WEIGHTS, w);
+    add_arg(b, st, DNNL_ARG_DST, m);
+    use_entry(b, src);
+    use_entry(b, out);
+    result = MSV_OK;
+done:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    dnnl_primitive_attr_destroy(attr);
+    dnnl_memory_desc_destroy(vmd);
+    dnnl_memory_desc_destroy(umd);
+    dnnl_memory_desc_destroy(mmd);
+    dnnl_memory_desc_destroy(ymd);
+    if (result != MSV_OK && b->err->status == MSV_OK)
+        msv_set_error(b->err, MSV_ERR_BACKEND, "planning a Winograd convolution failed");
+    return result != MSV_OK ? b->err->status : MSV_OK;
+}
+
 /* Convolution, deconvolution and linear (a convolution whose window is the whole input). */
 static msv_status plan_conv(builder *b, const msv_node *n) {
+    if (wants_winograd(b, n)) return plan_winograd(b, n);
     const msv_graph *g = b->g;
     const msv_shape xs = b->shapes[n->in[0]], ys = b->shapes[n->out];
     const msv_shape ws = g->tensors[n->weight].shape;
@@ -1121,6 +1273,31 @@ msv_status msv_backend_run(msv_graph *g, const msv_shape *in_shapes, const float
         if (s->is_kernel) {
             run_kernel(s, entry_ptr(p, &p->entries[s->src], pc->arena, inputs, outputs),
                        entry_ptr(p, &p->entries[s->dst], pc->arena, inputs, outputs));
+        } else if (s->is_wino) {
+            msv_view x = s->vsrc, y = s->vdst;
+            x.data = entry_ptr(p, &p->entries[s->src], pc->arena, inputs, outputs);
+            y.data = entry_ptr(p, &p->entries[s->dst], pc->arena, inputs, outputs);
+            float *v = entry_ptr(p, &p->entries[s->wino_v], pc->arena, inputs, outputs);
+            const float *m = entry_ptr(p, &p->entries[s->wino_m], pc->arena, inputs, outputs);
+            double phase_ms[3] = {0, 0, 0}; /* input transform, matmul, output transform (MSVISION_PROFILE) */
+            for (int64_t first = 0; first < s->wino.n_tiles; first += s->wino_rows) {
+                const int64_t count = s->wino.n_tiles - first < s->wino_rows ? s->wino.n_tiles - first : s->wino_rows;
+                double t1 = profile ? now_ms() : 0;
+                msv_wino_transform_input(&x, &s->wino, first, count, s->wino_rows, v);
+                double t2 = profile ? now_ms() : 0;
+                dnnl_status_t st = dnnl_primitive_execute(s->prim, g_stream, s->nargs, s->args);
+                if (st != dnnl_success) return dnnl_fail(err, st, "execute a primitive");
+                double t3 = profile ? now_ms() : 0;
+                msv_wino_transform_output(m, &s->wino, first, count, s->wino_rows, s->bias, s->relu, &y);
+                if (profile) {
+                    phase_ms[0] += t2 - t1;
+                    phase_ms[1] += t3 - t2;
+                    phase_ms[2] += now_ms() - t3;
+                }
+            }
+            if (profile)
+                fprintf(stderr, "msvision: step %d winograd input %.3f ms, matmul %.3f ms, output %.3f ms\n", i,
+                        phase_ms[0], phase_ms[1], phase_ms[2]);
         } else {
             dnnl_status_t st = dnnl_primitive_execute(s->prim, g_stream, s->nargs, s->args);
             if (st != dnnl_success) return dnnl_fail(err, st, "execute a primitive");

@@ -236,6 +236,16 @@ static PyObject *Graph_resize(GraphObject *self, PyObject *args) {
     return tensor_result(self, msv_resize(self->graph, x, (msv_resize_mode)mode, oh, ow, sh, sw));
 }
 
+static PyObject *Graph_resize_like(GraphObject *self, PyObject *args) {
+    int x, like;
+    const char *name;
+    float sh, sw;
+    if (!PyArg_ParseTuple(args, "iisff", &x, &like, &name, &sh, &sw)) return NULL;
+    int mode = lookup(k_resize, name, "resize mode");
+    if (mode < 0) return NULL;
+    return tensor_result(self, msv_resize_like(self->graph, x, like, (msv_resize_mode)mode, sh, sw));
+}
+
 static PyObject *Graph_concat(GraphObject *self, PyObject *args) {
     PyObject *seq;
     if (!PyArg_ParseTuple(args, "O", &seq)) return NULL;
@@ -393,6 +403,7 @@ static PyMethodDef Graph_methods[] = {
     {"global_avg_pool", (PyCFunction)Graph_global_avg_pool, METH_VARARGS, "global_avg_pool(x)"},
     {"softmax", (PyCFunction)Graph_softmax, METH_VARARGS, "softmax(x) over channels"},
     {"resize", (PyCFunction)Graph_resize, METH_VARARGS, "resize(x, mode, out_h, out_w, scale_h, scale_w)"},
+    {"resize_like", (PyCFunction)Graph_resize_like, METH_VARARGS, "resize_like(x, like, mode, scale_h, scale_w)"},
     {"concat", (PyCFunction)Graph_concat, METH_VARARGS, "concat([x, ...]) over channels"},
     {"pad", (PyCFunction)Graph_pad, METH_VARARGS, "pad(x, top, left, bottom, right, value=0)"},
     {"slice", (PyCFunction)Graph_slice, METH_VARARGS, "slice(x, c0, c1, h0, h1, w0, w1)"},

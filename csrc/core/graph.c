@@ -178,6 +178,16 @@ static msv_status infer_node(const msv_graph *g, const msv_node *n, const msv_sh
     case MSV_OP_GLOBAL_AVG_POOL: *out = shape4(N, C, 1, 1); return MSV_OK;
     case MSV_OP_RESIZE: {
         int64_t oh = resize_out(H, n->ints[0], n->floats[0]), ow = resize_out(W, n->ints[1], n->floats[1]);
+        if (n->n_in == 2) { /* resize_like: the scaled image's top-left part, of the reference's size */
+            const msv_shape like = shapes[n->in[1]];
+            if (oh >= 0 && like.dims[2] >= 0 && (like.dims[2] > oh || like.dims[3] > ow))
+                return msv_set_error(err, MSV_ERR_SHAPE,
+                                     "resize_like: the reference (%lld x %lld) is larger than the resized input "
+                                     "(%lld x %lld)",
+                                     (long long)like.dims[2], (long long)like.dims[3], (long long)oh, (long long)ow);
+            oh = like.dims[2];
+            ow = like.dims[3];
+        }
         if (oh == 0 || ow == 0) return msv_set_error(err, MSV_ERR_SHAPE, "resize to an empty image");
         *out = shape4(N, C, oh, ow);
         return MSV_OK;
@@ -454,6 +464,21 @@ int msv_resize(msv_graph *g, int x, msv_resize_mode mode, int out_h, int out_w, 
     n.alg = mode;
     n.ints[0] = out_h > 0 ? out_h : 0;
     n.ints[1] = out_w > 0 ? out_w : 0;
+    n.floats[0] = scale_h;
+    n.floats[1] = scale_w;
+    return add_node(g, n);
+}
+
+int msv_resize_like(msv_graph *g, int x, int like, msv_resize_mode mode, float scale_h, float scale_w) {
+    if (failed(g)) return -1;
+    if (!(scale_h > 0 && scale_w > 0) || (mode != MSV_RESIZE_NEAREST && mode != MSV_RESIZE_BILINEAR_HALF_PIXEL))
+        BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT,
+                   "resize_like needs positive scale factors and mode nearest or bilinear (with align_corners the "
+                   "sampling depends on the uncropped size)");
+    msv_node n = new_node(MSV_OP_RESIZE, x);
+    n.in[1] = like; /* read for its shape only */
+    n.n_in = 2;
+    n.alg = mode;
     n.floats[0] = scale_h;
     n.floats[1] = scale_w;
     return add_node(g, n);

@@ -64,13 +64,6 @@ static void pixel_stats(const msv_view *x, const float *p, float *mean_out, floa
     *var_out = sq / (float)C;
 }
 
-/* Hot kernels are compiled for AVX-512 and AVX2 too; the loader picks the best the CPU has. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MSV_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define MSV_MULTIVERSION
-#endif
-
 /* One pixel's channels are contiguous (NHWC): two-pass statistics, then normalise. */
 MSV_MULTIVERSION
 static void layer_norm_row_nhwc(const float *x, float *y, int64_t W, int64_t C, int64_t sx, int64_t sy,

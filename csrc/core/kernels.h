@@ -20,6 +20,13 @@ typedef struct msv_view {
     int64_t sn, scb, sh, sw;
 } msv_view;
 
+/* Hot kernels are compiled for AVX-512 and AVX2 too; the loader picks the best the CPU has. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MSV_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MSV_MULTIVERSION
+#endif
+
 static inline int64_t msv_view_offset(const msv_view *v, int64_t n, int64_t c, int64_t h, int64_t w) {
     return n * v->sn + (c / v->block) * v->scb + (c % v->block) + h * v->sh + w * v->sw;
 }

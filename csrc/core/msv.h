@@ -152,6 +152,9 @@ int msv_global_avg_pool(msv_graph *g, int x);
 int msv_softmax_channels(msv_graph *g, int x);
 /* Output size (out_h, out_w) > 0, or scale factors when out_h == out_w == 0. */
 int msv_resize(msv_graph *g, int x, msv_resize_mode mode, int out_h, int out_w, float scale_h, float scale_w);
+/* x resized by the scale factors, keeping the top-left part of like's spatial size (as an FPN crops an upsampled
+ * map to the finer level's size); like must not be larger than the resized x. Nearest or half-pixel bilinear. */
+int msv_resize_like(msv_graph *g, int x, int like, msv_resize_mode mode, float scale_h, float scale_w);
 int msv_concat_channels(msv_graph *g, int n, const int *xs);
 int msv_pad(msv_graph *g, int x, int top, int left, int bottom, int right, float value);
 /* Channel range [c0, c1) and spatial window [h0, h1) x [w0, w1); -1 ends mean "to the end". */

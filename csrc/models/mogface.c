@@ -4,8 +4,6 @@
  * Weights: the state dict of ModelScope's MogFace module (backbone.*, fpn.*, pred_net.*).
  * Settings:
  *   layers  (list of 4)  Bottleneck blocks per ResNet stage (default 3, 4, 23, 3: ResNet-101)
- *   crop_h  (list of 3)  1 where the top-down fusion at stride 16, 8, 4 must drop the last row of the x2 upsampled
- *   crop_w  (list of 3)  coarser map (that level's height / width is odd); see "Fusion crop" below
  * Input: (1, 3, H, W) normalised RGB. Outputs, per level (strides 4, 8, 16, 32, 64, 128): sigmoid(cls) (1 channel)
  * then loc (4 channels), 12 outputs at the level's resolution.
  *
@@ -25,9 +23,7 @@
  *     pred_cls 3x3 512->1 (+ sigmoid), pred_loc 3x3 512->4.
  *
  * Fusion crop: ModelScope crops up2(x) to the finer map's size, which drops one row (column) exactly when that
- * size is odd. The graph has static shapes, so the caller passes the parity of each level (crop_h / crop_w, from
- * the input size) and the crop is a depthwise 2x1 (1x2) convolution with weights [1, 0]: out[i] = in[i] exactly,
- * one row shorter.
+ * size is odd; msv_resize_like does both in one op, so one graph serves every input size.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -81,31 +77,12 @@ static int bottleneck(msv_builder *b, int x, const char *prefix, int planes, int
     return relu(b->g, msv_binary(b->g, MSV_BIN_ADD, y, id));
 }
 
-/* Depthwise (kh x kw) convolution with weights 1 at the top-left tap and 0 elsewhere: drops the last row (kh 2)
- * and/or column (kw 2), copying every other value exactly. */
-static int crop_last(msv_builder *b, int x, int channels, int crop_h, int crop_w) {
-    if (!crop_h && !crop_w) return x;
-    const int kh = crop_h ? 2 : 1, kw = crop_w ? 2 : 1;
-    float *w = calloc((size_t)channels * kh * kw, sizeof(float));
-    if (!w) {
-        msv_set_error(&b->g->first_error, MSV_ERR_OUT_OF_MEMORY, "out of memory");
-        return -1;
-    }
-    for (int c = 0; c < channels; c++)
-        w[(size_t)c * kh * kw] = 1.f;
-    int wt = msv_const(b->g, msv_shape4(channels, 1, kh, kw), w);
-    free(w);
-    msv_conv_params p = {kh, kw, 1, 1, 0, 0, 0, 0, 1, 1, channels, 0, 0};
-    return msv_conv2d(b->g, x, wt, -1, &p);
-}
-
-/* FeatureFusion: main_conv(main) + up2(up) cropped to main's size. */
-static int fuse(msv_builder *b, int up, int main_in, const char *name, int crop_h, int crop_w) {
+/* FeatureFusion: main_conv(main) + up(x2, bilinear) cropped to main's size (odd sizes drop the last row/column). */
+static int fuse(msv_builder *b, int up, int main_in, const char *name) {
     char prefix[128];
     snprintf(prefix, sizeof prefix, "fpn.%s.main_conv", name);
     int m = msv_b_conv(b, main_in, prefix, FPN_CH, 1, 1, 0, 1, 1, 1);
-    int u = msv_resize(b->g, up, MSV_RESIZE_BILINEAR_HALF_PIXEL, 0, 0, 2.f, 2.f);
-    u = crop_last(b, u, FPN_CH, crop_h, crop_w);
+    int u = msv_resize_like(b->g, up, main_in, MSV_RESIZE_BILINEAR_HALF_PIXEL, 2.f, 2.f);
     return msv_binary(b->g, MSV_BIN_ADD, m, u);
 }
 
@@ -183,26 +160,6 @@ static void predict_level(msv_builder *b, const pred_weights *pw, int x) {
     }
 }
 
-static int parse_flags(const msv_settings *s, const char *name, int *flags, msv_error *err) {
-    double v[4];
-    int n = msv_settings_get(s, name, v, 4);
-    for (int i = 0; i < 3; i++)
-        flags[i] = 0;
-    if (n == 0) return 1;
-    if (n != 3) {
-        msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "MogFace setting '%s' needs 3 values (0 or 1), got %d", name, n);
-        return 0;
-    }
-    for (int i = 0; i < 3; i++) {
-        if (v[i] != 0 && v[i] != 1) {
-            msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "MogFace setting '%s' values must be 0 or 1", name);
-            return 0;
-        }
-        flags[i] = (int)v[i];
-    }
-    return 1;
-}
-
 msv_status msv_build_mogface(const msv_settings *s, const msv_weights *w, msv_graph **out, msv_error *err);
 
 msv_status msv_build_mogface(const msv_settings *s, const msv_weights *w, msv_graph **out, msv_error *err) {
@@ -219,8 +176,6 @@ msv_status msv_build_mogface(const msv_settings *s, const msv_weights *w, msv_gr
             return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "MogFace stage %d has an invalid block count", i + 1);
         layers[i] = (int)layers_d[i];
     }
-    int crop_h[3], crop_w[3];
-    if (!parse_flags(s, "crop_h", crop_h, err) || !parse_flags(s, "crop_w", crop_w, err)) return err->status;
 
     msv_graph *g = NULL;
     msv_status st = msv_graph_create(&g, err);
@@ -264,9 +219,9 @@ msv_status msv_build_mogface(const msv_settings *s, const msv_weights *w, msv_gr
         snprintf(name, sizeof name, "fpn.dsfd_modules.%d.bias", i);
         optional_unused(&b, name, msv_shape1(FPN_CH));
     }
-    int p4 = fuse(&b, c5_lat, c4, "ff_c5_c4", crop_h[0], crop_w[0]);
-    int p3 = fuse(&b, p4, c3, "ff_c4_c3", crop_h[1], crop_w[1]);
-    int p2 = fuse(&b, p3, c2, "ff_c3_c2", crop_h[2], crop_w[2]);
+    int p4 = fuse(&b, c5_lat, c4, "ff_c5_c4");
+    int p3 = fuse(&b, p4, c3, "ff_c4_c3");
+    int p2 = fuse(&b, p3, c2, "ff_c3_c2");
     p2 = msv_b_conv(&b, p2, "fpn.p2_lat", FPN_CH, 3, 1, 1, 1, 1, 1);
     p3 = msv_b_conv(&b, p3, "fpn.p3_lat", FPN_CH, 3, 1, 1, 1, 1, 1);
     p4 = msv_b_conv(&b, p4, "fpn.p4_lat", FPN_CH, 3, 1, 1, 1, 1, 1);

@@ -4,16 +4,13 @@ The weights are ``pytorch_model.pt``, the flat state dict of ModelScope's ``MogF
 LFPN, MogPredNet) that ``MogFaceDetector`` hands to ``load_state_dict``. The configuration carries no
 hyper-parameters (ModelScope's detector always builds the same network).
 
-The graph (csrc/models/mogface.c) maps a (1, 3, H, W) normalised RGB image to 12 maps: per level (strides 4, 8,
-16, 32, 64, 128) sigmoid(cls) (1 channel) and loc (4 channels). Its static shapes cannot express "crop the x2
-upsampled map to the size of the finer one", which ModelScope's FPN does, so a graph is built per *parity class*
-of the input size (whether the level sizes at strides 4, 8, 16 are odd); the last class used is kept.
+The graph (csrc/models/mogface.c) maps a (1, 3, H, W) normalised RGB image of any size to 12 maps: per level
+(strides 4, 8, 16, 32, 64, 128) sigmoid(cls) (1 channel) and loc (4 channels).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 
@@ -35,13 +32,6 @@ def level_sizes(n: int) -> list[int]:
     for _ in range(7):
         sizes.append((sizes[-1] + 1) // 2)
     return sizes
-
-
-def crop_flags(height: int, width: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Parity of the maps at strides 16, 8, 4 (the FPN fusions p4, p3, p2): 1 where ModelScope's crop of the x2
-    upsampled coarser map drops a row (column)."""
-    hs, ws = level_sizes(height), level_sizes(width)
-    return tuple(hs[k] % 2 for k in (4, 3, 2)), tuple(ws[k] % 2 for k in (4, 3, 2))
 
 
 def priors(height: int, width: int) -> np.ndarray:
@@ -82,25 +72,10 @@ class MogFace:
 
     def __init__(self, model_dir: str, config: dict | None = None):
         self.weights_path = os.path.join(model_dir, ModelFile.TORCH_MODEL_FILE)
-        self._state = load_state(model_dir)
-        self._lock = threading.Lock()
-        self._graph = None
-        self._graph_key = None
-        self.graph_for(1, 1)  # checks the checkpoint now, not at the first image
-
-    def graph_for(self, height: int, width: int):
-        """The graph for an input of this size (rebuilt when the size's parity class changes)."""
-        key = crop_flags(height, width)
-        with self._lock:
-            if self._graph_key != key:
-                self._graph = None  # release the old graph before building the next one
-                settings = {"layers": LAYERS, "crop_h": list(key[0]), "crop_w": list(key[1])}
-                try:
-                    self._graph = _C.build_model("mogface", settings, self._state)
-                except _C.WeightError as e:
-                    raise InvalidModelError(f"{self.weights_path}: {e}") from None
-                self._graph_key = key
-            return self._graph
+        try:  # the graph copies the weights: the state dict is dropped once it is built
+            self.graph = _C.build_model("mogface", {"layers": LAYERS}, load_state(model_dir))
+        except _C.WeightError as e:
+            raise InvalidModelError(f"{self.weights_path}: {e}") from None
 
     def run(self, x: np.ndarray, threads: int) -> list[np.ndarray]:
-        return self.graph_for(*x.shape[2:]).run([x], threads=threads)
+        return self.graph.run([x], threads=threads)

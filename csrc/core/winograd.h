@@ -1,0 +1,58 @@
+/*
+ * winograd.h - the transforms of Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, 2016).
+ *
+ * For one output tile of 4x4 pixels (6x6 input pixels), one input channel i and one output channel o:
+ *     y = A^T [ (G g G^T) (.) (B^T d B) ] A          (.) = element-wise product of two 6x6 matrices
+ * so the 3x3 convolution's 144 multiply-adds per tile become 36 products. Summed over input channels, the
+ * products are 36 independent matrix products, one per position k of the 6x6 matrices:
+ *     M[k] (tiles x O) = V[k] (tiles x I) * U[k] (I x O)
+ * which the backend runs on oneDNN's matmul. This header holds the three transforms around it:
+ *     weights, once per model:   U[k][i][o] = (G g[o][i] G^T)[k]
+ *     input, per chunk of tiles: V[k][t][i] = (B^T d[t][i] B)[k]
+ *     output, per chunk:         y[tile t][o] = A^T M[.][t][o] A + bias, then ReLU if asked
+ *
+ * Dilation d (1 or 2 here) works the same way on every d-th pixel: a tile covers output rows r0, r0+d, r0+2d,
+ * r0+3d (and likewise columns), read from input rows r0 - pad_t + d*j, j = 0..5. Output rows are grouped in bands
+ * of 4*d rows, each band holding d interleaved tiles.
+ *
+ * Activations are channel-blocked views (kernels.h) whose channels come in contiguous runs of 16: NHWC, or
+ * nChw16c. Input pixels outside the image read as zero (the convolution's padding); output pixels past the
+ * image edge are not written. All three functions parallelise with OpenMP and never allocate.
+ */
+#ifndef MSV_WINOGRAD_H
+#define MSV_WINOGRAD_H
+
+#include <stdint.h>
+
+#include "kernels.h"
+
+#define MSV_WINO_POSITIONS 36 /* 6x6 transformed-tile positions: the number of matrix products */
+
+typedef struct msv_wino_geometry {
+    int64_t dilation;
+    int64_t pad_t, pad_l;
+    int64_t tiles_h, tiles_w; /* per image */
+    int64_t n_tiles;          /* batch * tiles_h * tiles_w, ordered (n, tile row, tile column) */
+} msv_wino_geometry;
+
+/* Tiles covering an output of oh x ow pixels (batch n). */
+msv_wino_geometry msv_wino_plan_tiles(int64_t n, int64_t oh, int64_t ow, int64_t pad_t, int64_t pad_l,
+                                      int64_t dilation);
+
+/* Whether a view's channels come in contiguous runs of 16 (what the input/output transforms read and write). */
+int msv_wino_view_ok(const msv_view *v);
+
+/* w: (O, I, 3, 3) as PyTorch stores it -> u: 36 matrices of I x O, u[(k * I + i) * O + o]. */
+void msv_wino_transform_weights(const float *w, int64_t O, int64_t I, float *u);
+
+/* Tiles first .. first+count-1 of x -> v: 36 matrices of rows x C (rows >= count; rows past count untouched),
+ * v[(k * rows + t) * C + c]. */
+void msv_wino_transform_input(const msv_view *x, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
+                              float *v);
+
+/* m: 36 matrices of rows x O (the products for tiles first .. first+count-1) -> those tiles of y, plus bias
+ * (may be NULL), then ReLU if relu. */
+void msv_wino_transform_output(const float *m, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
+                               const float *bias, int relu, const msv_view *y);
+
+#endif
