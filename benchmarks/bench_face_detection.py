@@ -113,7 +113,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(common.BENCH_DIR, "RESULTS.md"), "a") as f:
-        f.write(text)
+        f.write(text + "\n")  # a blank line before the next section
     return 0
 
 
