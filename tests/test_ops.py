@@ -11,6 +11,7 @@ Tolerances (all on float32 outputs of magnitude ~1; references are computed in f
 accumulates, so the bound is the core's own rounding):
   conv / deconv / linear      rtol 1e-5, atol 2e-6 * sqrt(fan-in)   (fan-in = in-channels/groups * kh * kw;
                               measured errors are < 1/10 of this)
+  Winograd conv (3x3 stride 1) rtol 1e-5, atol 6e-6 * sqrt(fan-in) (see WINO_ATOL_PER_SQRT_FAN_IN)
   fused conv chains           as conv, + 5e-6 (post-op arithmetic); a NAFNet block: rtol 1e-5, atol 2e-5
   exact eltwise (relu, leaky_relu, clip, linear, hardswish)   rtol 1e-6, atol 1e-6
   transcendental eltwise (sigmoid, tanh, gelu, swish, elu, exp)   rtol 1e-5, atol 1e-6 (oneDNN's polynomial
