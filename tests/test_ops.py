@@ -279,8 +279,12 @@ def test_winograd_reads_a_blocked_producer(monkeypatch, capfd):
     capfd.readouterr()
     (out,) = run_graph(build, [x])
     plans = _plans(capfd)
-    assert any("nChw16c" in line for line in plans) and any("winograd" in line for line in plans), plans
-    assert sum("reorder" in line for line in plans) == 2, plans  # only the graph's input and output edges
+    assert any("winograd" in line for line in plans), plans
+    reorders = sum("reorder" in line for line in plans)
+    if any("nChw16c" in line for line in plans):  # AVX-512 machines
+        assert reorders == 2, plans  # only the graph's input and output edges
+    else:  # 8-channel blocks (AVX2) are brought to NHWC first
+        assert any("nChw8c" in line for line in plans) and reorders == 3, plans
     ref = F.conv2d(F.conv2d(t64(x), t64(w1)), t64(w2), padding=1)
     close(out, ref, CONV_RTOL, WINO_ATOL_PER_SQRT_FAN_IN * math.sqrt(288) * 2, "blocked -> winograd")
 
