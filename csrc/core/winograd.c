@@ -72,8 +72,8 @@ void msv_wino_transform_weights(const float *w, int64_t O, int64_t I, float *u) 
                                    {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                    {0, 0, 1}};
 #pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < O; o++) {
-        for (int64_t i = 0; i < I; i++) {
+    for (int64_t i = 0; i < I; i++) {
+        for (int64_t o = 0; o < O; o++) { /* o innermost: the 36 rows written are contiguous */
             const float *g = w + (o * I + i) * 9;
             double gg[6][3]; /* G g */
             for (int r = 0; r < 6; r++)
