@@ -295,8 +295,13 @@ def test_priors_match_modelscope():
         assert got.dtype == ref.dtype == np.float32 and np.array_equal(got, ref), (h, w)
 
 
-@pytest.mark.parametrize("size", [(37, 50), (52, 44), (45, 61), (40, 40)])
-def test_one_graph_serves_every_size(size, theirs, ours):
+# heights and widths that each take all 8 parity patterns of the level sizes at strides 16, 8, 4; the first two
+# have level-0 maps of >= 16 x 16, where the heads' convolutions run as Winograd
+ONE_GRAPH_SIZES = [(64, 66), (66, 64), (59, 42), (54, 37), (49, 59), (47, 54), (42, 49), (37, 47)]
+
+
+@pytest.mark.parametrize("size", ONE_GRAPH_SIZES)
+def test_one_graph_serves_every_size(size, theirs, ours, monkeypatch, capfd):
     """ModelScope's FPN crops the x2-upsampled coarser map to the finer level's size (dropping a row / column
     where that size is odd); msvision's single graph does that per input (resize_like), so every parity pattern of
     the level sizes matches torch, with no rebuild."""
@@ -316,7 +321,11 @@ def test_one_graph_serves_every_size(size, theirs, ours):
     finally:
         for h in hooks:
             h.remove()
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")  # a new size: its plan lists the steps
+    capfd.readouterr()
     maps = ours.model.run(x, threads=2)
+    if size in ONE_GRAPH_SIZES[:2]:
+        assert "winograd convolution" in capfd.readouterr().err
     assert ours.model.graph is graph
     for level in range(6):
         conf_ref = 1.0 / (1.0 + np.exp(-seen["cls"][level].astype(np.float64)))

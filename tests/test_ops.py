@@ -223,11 +223,11 @@ def test_conv2d_chain_of_layouts(layout):
 # direct one's, and measured max errors are below 1/6 of it (4.7e-5 at fan-in 2304).
 WINO_ATOL_PER_SQRT_FAN_IN = 6e-6
 
-# (N, C, H, W, O, padding (t, l, b, r), dilation, relu post-op)
+# (N, C, H, W, O, padding (t, l, b, r), dilation, relu post-op); bias except in the 75 x 90 case
 WINO_CASES = [
-    (1, 16, 16, 16, 16, (1, 1, 1, 1), 1, False),  # 16 tiles: the smallest map that takes Winograd
+    (1, 16, 16, 16, 16, (1, 1, 1, 1), 1, False),  # 16 x 16 pixels: the smallest map that takes Winograd
     (2, 32, 27, 33, 48, (1, 1, 1, 1), 1, True),  # batch 2, partial edge tiles, fused ReLU
-    (1, 16, 75, 90, 32, (1, 1, 1, 1), 1, False),  # 19 x 23 tiles: three uneven chunks of the matmul
+    (1, 16, 75, 90, 32, (1, 1, 1, 1), 1, False),  # 19 x 23 tiles: three uneven chunks of the matmul; no bias
     (1, 128, 31, 26, 128, (2, 2, 2, 2), 2, True),  # dilated 2 (MogFace's SSH context)
     (2, 16, 33, 33, 16, (2, 2, 2, 2), 2, False),  # dilated: interleaved tiles, some past the edge
     (1, 32, 40, 37, 16, (0, 2, 1, 0), 2, False),  # dilated, asymmetric padding
@@ -247,10 +247,10 @@ def test_winograd_conv(case, layout, monkeypatch, capfd):
     monkeypatch.setenv("MSVISION_VERBOSE", "1")
     x = rand(n, c, h, w_)
     fan_in = c * 9
-    wt, b = weight(o, c, 3, 3, fan_in=fan_in), rand(o, seed=2)
+    wt, b = weight(o, c, 3, 3, fan_in=fan_in), None if (h, w_) == (75, 90) else rand(o, seed=2)
 
     def build(g, i):
-        y = g.conv2d(i, g.const(wt), g.const(b), (3, 3), padding=p, dilation=(d, d))
+        y = g.conv2d(i, g.const(wt), -1 if b is None else g.const(b), (3, 3), padding=p, dilation=(d, d))
         return g.eltwise(y, "relu") if relu else y
 
     capfd.readouterr()
@@ -280,22 +280,49 @@ def test_winograd_reads_a_blocked_producer(monkeypatch, capfd):
     (out,) = run_graph(build, [x])
     plans = _plans(capfd)
     assert any("winograd" in line for line in plans), plans
-    reorders = sum("reorder" in line for line in plans)
-    if any("nChw16c" in line for line in plans):  # AVX-512 machines
-        assert reorders == 2, plans  # only the graph's input and output edges
-    else:  # 8-channel blocks (AVX2) are brought to NHWC first
-        assert any("nChw8c" in line for line in plans) and reorders == 3, plans
+    if any(
+        "nChw16c" in line for line in plans
+    ):  # AVX-512 machines (elsewhere the producer may pick another layout)
+        assert sum("reorder" in line for line in plans) == 2, plans  # only the graph's input and output edges
     ref = F.conv2d(F.conv2d(t64(x), t64(w1)), t64(w2), padding=1)
     close(out, ref, CONV_RTOL, WINO_ATOL_PER_SQRT_FAN_IN * math.sqrt(288) * 2, "blocked -> winograd")
 
 
+def test_winograd_propagates_nan(monkeypatch, capfd):
+    """A NaN input pixel gives NaN outputs (its whole 4x4 tile), also through the fused ReLU: never zeros."""
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")
+    x = rand(1, 16, 24, 24)
+    x[0, 3, 10, 13] = np.nan
+    wt = weight(16, 16, 3, 3, fan_in=144)
+    capfd.readouterr()
+    (out,) = run_graph(
+        lambda g, i: g.eltwise(g.conv2d(i, g.const(wt), -1, (3, 3), padding=(1, 1, 1, 1)), "relu"), [x]
+    )
+    assert any("winograd" in line for line in _plans(capfd))
+    nan = np.isnan(out[0]).any(axis=0)
+    assert nan[9:12, 12:15].all()  # every output the pixel reaches
+    assert nan.sum() <= 16 * 4  # at most the tiles those outputs lie in
+    assert np.isfinite(out[0][:, :8]).all()
+
+
 @pytest.mark.parametrize(
     "why",
-    ["disabled", "stride 2", "dilation 3", "channels not a multiple of 16", "few tiles", "binary post-op"],
+    [
+        "disabled",
+        "stride 2",
+        "dilation 3",
+        "channels not a multiple of 16",
+        "small map",
+        "thin map",
+        "batch of tiny images",
+        "binary post-op",
+        "sigmoid post-op",
+        "prelu post-op",
+    ],
 )
 def test_direct_conv_where_winograd_does_not_apply(why, monkeypatch, capfd):
     monkeypatch.setenv("MSVISION_VERBOSE", "1")
-    c, o, h, stride, dil = 32, 32, 24, 1, 1
+    n, c, o, h, w_, stride, dil = 1, 32, 32, 24, 24, 1, 1
     if why == "disabled":
         monkeypatch.setenv("MSVISION_WINOGRAD", "0")
     elif why == "stride 2":
@@ -304,23 +331,37 @@ def test_direct_conv_where_winograd_does_not_apply(why, monkeypatch, capfd):
         dil = 3
     elif why == "channels not a multiple of 16":
         c = 24
-    elif why == "few tiles":
-        h = 12  # 3 x 3 tiles
-    x, r = rand(1, c, h, h), rand(1, o, h // stride, h // stride, seed=4)
+    elif why == "small map":
+        h = w_ = 15  # 225 output pixels
+    elif why == "thin map":
+        h, w_, dil = 2, 200, 2  # dilated 4x4 tiles, mostly past the two rows
+    elif why == "batch of tiny images":
+        n, h, w_ = 32, 3, 3
+    x, r = rand(n, c, h, w_), rand(n, o, h // stride, w_ // stride, seed=4)
     wt = weight(o, c, 3, 3, fan_in=9 * c)
+    slope = np.linspace(0.1, 0.3, o).astype(np.float32)
 
     def build(g, i, j):
         y = g.conv2d(
             i, g.const(wt), -1, (3, 3), stride=(stride, stride), padding=(dil,) * 4, dilation=(dil, dil)
         )
-        return g.binary("add", y, j) if why == "binary post-op" else y
+        if why == "binary post-op":
+            return g.binary("add", y, j)
+        if why == "sigmoid post-op":
+            return g.eltwise(y, "sigmoid")
+        return g.prelu(y, g.const(slope)) if why == "prelu post-op" else y
 
     capfd.readouterr()
     (out,) = run_graph(build, [x, r])
     plans = _plans(capfd)
     assert not any("winograd" in line for line in plans), plans
     ref = F.conv2d(t64(x), t64(wt), stride=stride, padding=dil, dilation=dil)
-    ref = ref + t64(r) if why == "binary post-op" else ref
+    if why == "binary post-op":
+        ref = ref + t64(r)
+    elif why == "sigmoid post-op":
+        ref = torch.sigmoid(ref)
+    elif why == "prelu post-op":
+        ref = F.prelu(ref, t64(slope))
     close(out, ref, CONV_RTOL, conv_atol(9 * c), why)
 
 
@@ -1043,6 +1084,18 @@ def test_resize_like_refuses_a_larger_reference():
     g.finalize()
     with pytest.raises(_C.ShapeError, match="resize_like: the reference .15 x 18. is larger"):
         g.run([rand(1, 5, 7, 9), rand(1, 3, 15, 18)], threads=1)
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("inf"), float("nan"), 1e5])
+def test_resize_refuses_bad_scale_factors(scale):
+    g = _C.Graph()
+    i = g.input(5)
+    with pytest.raises(ValueError, match="scale factors in"):
+        g.resize(i, "bilinear", 0, 0, scale, 2.0)
+    g = _C.Graph()
+    i, j = g.input(5), g.input(3)
+    with pytest.raises(ValueError, match="scale factors in"):
+        g.resize_like(i, j, "bilinear", 2.0, scale)
 
 
 def test_resize_like_refuses_align_corners():

@@ -597,10 +597,14 @@ static dnnl_primitive_desc_t conv_candidate(const msv_node *n, int deconv, const
 /* Winograd F(4x4, 3x3) replaces oneDNN's direct convolution (this oneDNN build has no fp32 Winograd) for 3x3
  * stride-1 convolutions, dilation 1 or 2, with channel counts in multiples of 16 (the transforms' vector width).
  * Measured on Zen 4 (2 threads, 3 chained convolutions C -> C): 1.6-3x faster from 32 channels at 125x125 to 512
- * channels at 16x16; at 8x8 and below (4 tiles) reading the 4x larger transformed weights costs more than the
- * multiplies saved. MSVISION_WINOGRAD=0 turns it off. */
-#define WINO_MIN_TILES 16
-#define WINO_CHUNK_TILES 192 /* tiles transformed per matmul: the chunk's data stays in the caches */
+ * channels at 16x16; below 16x16 output pixels per image, or when the 4x4 tiles mostly overhang the output (thin
+ * maps, batches of tiny images), reading the 4x larger transformed weights costs more than the multiplies saved.
+ * MSVISION_WINOGRAD=0 turns it off (read when a shape is planned, like MSVISION_LAYOUT). */
+#define WINO_MIN_PIXELS 256 /* output pixels per image */
+#define WINO_MIN_FILL 0.5   /* output pixels / pixels the tiles cover */
+#define WINO_CHUNK_TILES                                                              \
+    192 /* tiles per matmul: chunk buffers of 36 x 192 x (I + O) floats (28 MB at 512 \
+         * channels); times were flat from 96 to 768 tiles on MogFace */
 
 static int winograd_disabled(void) {
     const char *v = getenv("MSVISION_WINOGRAD");
@@ -619,8 +623,9 @@ static int wants_winograd(const builder *b, const msv_node *n) {
     if (p->groups != 1 || p->kh != 3 || p->kw != 3 || p->sh != 1 || p->sw != 1 || p->dh != p->dw || p->dh > 2) return 0;
     const msv_shape xs = b->shapes[n->in[0]], ys = b->shapes[n->out];
     if (xs.dims[1] % 16 || ys.dims[1] % 16) return 0;
-    const msv_wino_geometry geo = msv_wino_plan_tiles(ys.dims[0], ys.dims[2], ys.dims[3], 0, 0, p->dh);
-    if (geo.n_tiles < WINO_MIN_TILES) return 0;
+    const int64_t pixels = ys.dims[2] * ys.dims[3];
+    const msv_wino_geometry geo = msv_wino_plan_tiles(1, ys.dims[2], ys.dims[3], 0, 0, p->dh);
+    if (pixels < WINO_MIN_PIXELS || (double)pixels < WINO_MIN_FILL * 16.0 * (double)geo.n_tiles) return 0;
     if (n->n_post == 0) return 1;
     return n->n_post == 1 && n->post[0].kind == MSV_POST_ELTWISE && n->post[0].act == MSV_ACT_RELU;
 }
@@ -634,7 +639,8 @@ static int winograd_weight_entry(builder *b, int tensor, int64_t I, int64_t O, c
     if (!u || !plain) {
         free(u);
         dnnl_memory_desc_destroy(plain);
-        msv_set_error(b->err, MSV_ERR_OUT_OF_MEMORY, "out of memory packing weights");
+        msv_set_error(b->err, u ? MSV_ERR_BACKEND : MSV_ERR_OUT_OF_MEMORY,
+                      u ? "oneDNN could not describe the Winograd weights" : "out of memory packing weights");
         return -1;
     }
     msv_wino_transform_weights(b->g->tensors[tensor].data, O, I, u);
@@ -644,22 +650,18 @@ static int winograd_weight_entry(builder *b, int tensor, int64_t I, int64_t O, c
     return e;
 }
 
-static msv_status plan_winograd(builder *b, const msv_node *n) {
+/* Plans node n as a Winograd convolution; *planned stays 0 (and nothing is added) when oneDNN has no fast matmul
+ * for it, so the caller plans a direct convolution instead. */
+static msv_status plan_winograd(builder *b, const msv_node *n, int *planned) {
     const msv_shape xs = b->shapes[n->in[0]], ys = b->shapes[n->out];
     const int64_t I = xs.dims[1], O = ys.dims[1];
+    *planned = 0;
     int src = tensor_entry(b, n->in[0]);
     if (src < 0) return b->err->status;
     msv_view vs, vd;
-    if (!md_to_view(b->p->entries[src].md, &vs) || !msv_wino_view_ok(&vs)) {
-        dnnl_memory_desc_t nhwc = md_tag(4, xs.dims, dnnl_nhwc);
-        src = converted(b, src, nhwc);
-        dnnl_memory_desc_destroy(nhwc);
-        if (src < 0) return b->err->status;
-        md_to_view(b->p->entries[src].md, &vs);
-    }
     const msv_wino_geometry geo =
         msv_wino_plan_tiles(ys.dims[0], ys.dims[2], ys.dims[3], n->win.pad_t, n->win.pad_l, n->win.dh);
-    const int64_t n_chunks = (geo.n_tiles + winograd_chunk_tiles() - 1) / winograd_chunk_tiles();
+    const int64_t chunk = winograd_chunk_tiles(), n_chunks = (geo.n_tiles + chunk - 1) / chunk;
     const int64_t rows = (geo.n_tiles + n_chunks - 1) / n_chunks; /* even chunks: little work on unused rows */
     dnnl_memory_desc_t vmd = md_tag(3, (int64_t[]){MSV_WINO_POSITIONS, rows, I}, dnnl_abc);
     dnnl_memory_desc_t umd = md_tag(3, (int64_t[]){MSV_WINO_POSITIONS, I, O}, dnnl_format_tag_any);
@@ -672,10 +674,17 @@ static msv_status plan_winograd(builder *b, const msv_node *n) {
         msv_set_error(b->err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
         goto done;
     }
-    dnnl_status_t s = dnnl_matmul_primitive_desc_create(&pd, g_engine, vmd, umd, NULL, mmd, attr);
-    if (s != dnnl_success) {
-        dnnl_fail(b->err, s, "create the matmul of a Winograd convolution");
+    if (dnnl_matmul_primitive_desc_create(&pd, g_engine, vmd, umd, NULL, mmd, attr) != dnnl_success ||
+        is_slow_impl(impl_name(pd))) {
+        result = MSV_OK; /* not planned: a direct convolution it is */
         goto done;
+    }
+    if (!md_to_view(b->p->entries[src].md, &vs) || !msv_wino_view_ok(&vs)) {
+        dnnl_memory_desc_t nhwc = md_tag(4, xs.dims, dnnl_nhwc);
+        src = converted(b, src, nhwc);
+        dnnl_memory_desc_destroy(nhwc);
+        if (src < 0) goto done;
+        md_to_view(b->p->entries[src].md, &vs);
     }
     int w = winograd_weight_entry(b, n->weight, I, O, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
     int v = new_entry(b, E_ARENA, md_clone(vmd));
@@ -704,6 +713,7 @@ static msv_status plan_winograd(builder *b, const msv_node *n) {
     add_arg(b, st, DNNL_ARG_DST, m);
     use_entry(b, src);
     use_entry(b, out);
+    *planned = 1;
     result = MSV_OK;
 done:
     if (pd) dnnl_primitive_desc_destroy(pd);
@@ -719,7 +729,11 @@ done:
 
 /* Convolution, deconvolution and linear (a convolution whose window is the whole input). */
 static msv_status plan_conv(builder *b, const msv_node *n) {
-    if (wants_winograd(b, n)) return plan_winograd(b, n);
+    if (wants_winograd(b, n)) {
+        int planned;
+        msv_status st = plan_winograd(b, n, &planned);
+        if (st != MSV_OK || planned) return st;
+    }
     const msv_graph *g = b->g;
     const msv_shape xs = b->shapes[n->in[0]], ys = b->shapes[n->out];
     const msv_shape ws = g->tensors[n->weight].shape;

@@ -455,11 +455,14 @@ int msv_pool2d(msv_graph *g, int x, msv_pool_kind kind, const msv_conv_params *w
 int msv_global_avg_pool(msv_graph *g, int x) { return add_node(g, new_node(MSV_OP_GLOBAL_AVG_POOL, x)); }
 int msv_softmax_channels(msv_graph *g, int x) { return add_node(g, new_node(MSV_OP_SOFTMAX, x)); }
 
+#define MAX_SCALE 1024.0 /* resize factors beyond this are certainly mistakes (and would overflow sizes) */
+static int valid_scale(float s) { return s > 0 && s <= MAX_SCALE; }
+
 int msv_resize(msv_graph *g, int x, msv_resize_mode mode, int out_h, int out_w, float scale_h, float scale_w) {
     if (failed(g)) return -1;
-    if ((out_h > 0) != (out_w > 0) || (out_h <= 0 && !(scale_h > 0 && scale_w > 0)) || (int)mode < 0 ||
-        mode > MSV_RESIZE_BILINEAR_ALIGN_CORNERS)
-        BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "resize needs an output size or positive scale factors");
+    if ((out_h > 0) != (out_w > 0) || (out_h <= 0 && !(valid_scale(scale_h) && valid_scale(scale_w))) ||
+        (int)mode < 0 || mode > MSV_RESIZE_BILINEAR_ALIGN_CORNERS)
+        BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "resize needs an output size or scale factors in (0, %g]", MAX_SCALE);
     msv_node n = new_node(MSV_OP_RESIZE, x);
     n.alg = mode;
     n.ints[0] = out_h > 0 ? out_h : 0;
@@ -471,10 +474,12 @@ int msv_resize(msv_graph *g, int x, msv_resize_mode mode, int out_h, int out_w, 
 
 int msv_resize_like(msv_graph *g, int x, int like, msv_resize_mode mode, float scale_h, float scale_w) {
     if (failed(g)) return -1;
-    if (!(scale_h > 0 && scale_w > 0) || (mode != MSV_RESIZE_NEAREST && mode != MSV_RESIZE_BILINEAR_HALF_PIXEL))
+    if (!(valid_scale(scale_h) && valid_scale(scale_w)) ||
+        (mode != MSV_RESIZE_NEAREST && mode != MSV_RESIZE_BILINEAR_HALF_PIXEL))
         BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT,
-                   "resize_like needs positive scale factors and mode nearest or bilinear (with align_corners the "
-                   "sampling depends on the uncropped size)");
+                   "resize_like needs scale factors in (0, %g] and mode nearest or bilinear (with align_corners the "
+                   "sampling depends on the uncropped size)",
+                   MAX_SCALE);
     msv_node n = new_node(MSV_OP_RESIZE, x);
     n.in[1] = like; /* read for its shape only */
     n.n_in = 2;

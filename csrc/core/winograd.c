@@ -13,6 +13,8 @@
  * Each 2-D transform is the 1-D one applied to the columns, then to the rows. The kernels work on 16 channels
  * at a time (one AVX-512 register); the weight transform runs once, in double precision.
  */
+#include <string.h>
+
 #include "winograd.h"
 
 #define LANES 16 /* channels transformed together */
@@ -128,6 +130,8 @@ void msv_wino_transform_input(const msv_view *x, const msv_wino_geometry *g, int
         const int64_t r0 = tile_origin(th, g->dilation) - g->pad_t, c0 = tile_origin(tw, g->dilation) - g->pad_l;
         input_tile(x, n, r0, c0, g->dilation, v + t * x->c, plane);
     }
+    for (int k = 0; k < MSV_WINO_POSITIONS && count < rows; k++) /* rows the matmul reads but nobody uses */
+        memset(v + ((int64_t)k * rows + count) * x->c, 0, sizeof(float) * (size_t)((rows - count) * x->c));
 }
 
 /* One tile, all output channels: 36 rows of m -> the 4x4 output pixels at (r0, c0) (step d) that lie in y. */
@@ -156,7 +160,7 @@ static void output_tile(const float *m, int64_t plane, const msv_view *y, int64_
             a_t(t[i], o);
             for (int j = 0; j < cols; j++) {
                 v16 val = o[j] + b;
-                if (relu) val = (v16)((v16i)val & (val > zero)); /* lanes where val > 0 keep it */
+                if (relu) val = (v16)((v16i)val & ~(val < zero)); /* negative lanes -> 0; NaN stays NaN */
                 STORE16(y->data + msv_view_offset(y, n, ch, r0 + d * i, c0 + d * j), val);
             }
         }

@@ -18,6 +18,10 @@
  * Activations are channel-blocked views (kernels.h) whose channels come in contiguous runs of 16: NHWC, or
  * nChw16c. Input pixels outside the image read as zero (the convolution's padding); output pixels past the
  * image edge are not written. All three functions parallelise with OpenMP and never allocate.
+ *
+ * Numerics: the transforms scale values by up to ~100 before the products are summed, so the result rounds a few
+ * times more than a direct convolution (still ~1e-5 relative), overflows ~100x sooner (inputs beyond ~1e36),
+ * and a non-finite input pixel makes its whole 4x4 output tile non-finite.
  */
 #ifndef MSV_WINOGRAD_H
 #define MSV_WINOGRAD_H
@@ -45,7 +49,7 @@ int msv_wino_view_ok(const msv_view *v);
 /* w: (O, I, 3, 3) as PyTorch stores it -> u: 36 matrices of I x O, u[(k * I + i) * O + o]. */
 void msv_wino_transform_weights(const float *w, int64_t O, int64_t I, float *u);
 
-/* Tiles first .. first+count-1 of x -> v: 36 matrices of rows x C (rows >= count; rows past count untouched),
+/* Tiles first .. first+count-1 of x -> v: 36 matrices of rows x C (rows >= count; rows past count are zeroed),
  * v[(k * rows + t) * C + c]. */
 void msv_wino_transform_input(const msv_view *x, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
                               float *v);
