@@ -79,10 +79,6 @@ def onnx_file(onnx_dir: str, h: int, w: int) -> str:
 # ================================================================ engines (each in its own subprocess)
 
 
-def _stats(times: list[float]) -> dict:
-    return common.summarize(times)
-
-
 def _save_detections(path: str, result: dict) -> None:
     np.savez(
         path,
@@ -102,30 +98,18 @@ def engine_modelscope(a) -> dict:
     pipe = pipeline(TASK, model=a.model_dir)
     load_s = time.perf_counter() - t0
     rss_loaded = common.current_rss_mib()
-    acc = [0.0]
-    net = pipe.detector.net
-    inner = net.forward
-
-    def timed_forward(x):
-        t = time.perf_counter()
-        r = inner(x)
-        acc[0] += time.perf_counter() - t
-        return r
-
-    net.forward = timed_forward
-    out, net_times = {}, []
+    acc, out = [0.0], {}
+    pipe.detector.net.forward = common.timed(pipe.detector.net.forward, acc)
 
     def call():
-        acc[0] = 0.0
         out["r"] = pipe(a.image)
-        net_times.append(acc[0])
 
-    e2e = common.time_calls(call, a.repeats, a.warmup)
+    e2e, net = common.timed_e2e(call, acc, a.repeats, a.warmup)
     _save_detections(a.out_prefix + ".npz", out["r"])
     return {
         "load_s": load_s,
-        "e2e": _stats(e2e),
-        "net": _stats(net_times[a.warmup :]),
+        "e2e": e2e,
+        "net": net,
         "rss_after_load_mib": rss_loaded,
         "boxes": len(out["r"]["scores"]),
         "torch_threads": torch.get_num_threads(),
@@ -141,24 +125,13 @@ def engine_msvision(a) -> dict:
     load_s = time.perf_counter() - t0
     rss_loaded = common.current_rss_mib()
     model = pipe.model
-    acc = [0.0]
-    inner = model.run
-
-    def timed_run(x, threads):
-        t = time.perf_counter()
-        r = inner(x, threads)
-        acc[0] += time.perf_counter() - t
-        return r
-
-    model.run = timed_run
-    out, net_times = {}, []
+    acc, out = [0.0], {}
+    model.run = common.timed(model.run, acc)
 
     def call():
-        acc[0] = 0.0
         out["r"] = pipe(a.image)
-        net_times.append(acc[0])
 
-    e2e = common.time_calls(call, a.repeats, a.warmup)
+    e2e, net = common.timed_e2e(call, acc, a.repeats, a.warmup)
     _save_detections(a.out_prefix + ".npz", out["r"])
     # the bare graph on the pipeline's own input tensor (what ONNX Runtime gets too)
     x = pipe.preprocess(a.image)["img"]
@@ -173,9 +146,9 @@ def engine_msvision(a) -> dict:
     np.savez(a.out_prefix + "_maps.npz", *maps["out"])
     return {
         "load_s": load_s,
-        "e2e": _stats(e2e),
-        "net": _stats(net_times[a.warmup :]),
-        "bare": _stats(bare_times),
+        "e2e": e2e,
+        "net": net,
+        "bare": common.summarize(bare_times),
         "rss_after_load_mib": rss_loaded,
         "boxes": len(out["r"]["scores"]),
         "build_info": msvision.build_info(),
@@ -276,7 +249,7 @@ def engine_ort(a) -> dict:
     np.savez(a.out_prefix + "_maps.npz", *out["maps"])
     return {
         "load_s": load_s,
-        "bare": _stats(bare_times),
+        "bare": common.summarize(bare_times),
         "rss_after_load_mib": rss_loaded,
         "ort_version": ort.__version__,
     }

@@ -75,30 +75,11 @@ def _read_rgb(path: str) -> np.ndarray:
         return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
 
-def timed_e2e(call_once, acc: list, repeats: int, warmup: int):
-    """End-to-end times of ``call_once()`` and, per timed call, the network seconds it added to ``acc``."""
-    net = []
-
-    def call():
-        acc[0] = 0.0
-        call_once()
-        net.append(acc[0])
-
-    e2e = common.time_calls(call, repeats, warmup)
-    return common.summarize(e2e), common.summarize(net[warmup:])
-
-
 class TimedGraph:
-    """Stands in for msvision's C graph object: forwards ``run`` and adds its seconds to ``acc``."""
+    """Stands in for msvision's C graph object (whose methods cannot be replaced): ``run`` is timed into ``acc``."""
 
     def __init__(self, graph, acc: list):
-        self._graph, self._acc = graph, acc
-
-    def run(self, inputs, threads):
-        t0 = time.perf_counter()
-        r = self._graph.run(inputs, threads=threads)
-        self._acc[0] += time.perf_counter() - t0
-        return r
+        self.run = common.timed(graph.run, acc)
 
 
 def engine_msvision(a) -> dict:
@@ -116,7 +97,7 @@ def engine_msvision(a) -> dict:
     def call():
         out["img"] = p(a.image)["output_img"]
 
-    e2e, net = timed_e2e(call, acc, a.repeats, a.warmup)
+    e2e, net = common.timed_e2e(call, acc, a.repeats, a.warmup)
     np.save(a.npy_out, out["img"])
     return {
         "load_s": load_s,
@@ -142,20 +123,12 @@ def engine_modelscope(a) -> dict:
     rss_loaded = common.current_rss_mib()
     # ModelScope's crop_process calls model._inference_forward (NAFNet + clamp) once per tile
     acc, out = [0.0], {}
-    inner = pipe.model._inference_forward
-
-    def timed_forward(input):
-        t = time.perf_counter()
-        r = inner(input)
-        acc[0] += time.perf_counter() - t
-        return r
-
-    pipe.model._inference_forward = timed_forward
+    pipe.model._inference_forward = common.timed(pipe.model._inference_forward, acc)
 
     def call():
         out["img"] = pipe(a.image)["output_img"]
 
-    e2e, net = timed_e2e(call, acc, a.repeats, a.warmup)
+    e2e, net = common.timed_e2e(call, acc, a.repeats, a.warmup)
     np.save(a.npy_out, np.ascontiguousarray(out["img"]))
     return {
         "load_s": load_s,
@@ -275,7 +248,7 @@ def engine_ort(a) -> dict:
     def call():
         out["img"] = run_pipeline(a.image)
 
-    e2e, net = timed_e2e(call, acc, a.repeats, a.warmup)
+    e2e, net = common.timed_e2e(call, acc, a.repeats, a.warmup)
     np.save(a.npy_out, out["img"])
     return {
         "load_s": load_s,

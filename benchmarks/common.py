@@ -187,6 +187,32 @@ def summarize(times: list[float]) -> dict:
     return {"n": len(times), "min": min(times), "median": statistics.median(times), "all": times}
 
 
+def timed(fn, acc: list):
+    """``fn`` wrapped to add the seconds of each call to ``acc[0]`` (to time the network inside a pipeline)."""
+
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        r = fn(*args, **kwargs)
+        acc[0] += time.perf_counter() - t0
+        return r
+
+    return wrapper
+
+
+def timed_e2e(call_once, acc: list, repeats: int, warmup: int):
+    """End-to-end times of ``call_once()`` and, per timed call, the seconds it added to ``acc`` (see ``timed``),
+    both summarized."""
+    net = []
+
+    def call():
+        acc[0] = 0.0
+        call_once()
+        net.append(acc[0])
+
+    e2e = time_calls(call, repeats, warmup)
+    return summarize(e2e), summarize(net[warmup:])
+
+
 def peak_rss_mib() -> float:
     """Peak resident set size of this process so far (Linux ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
