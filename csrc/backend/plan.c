@@ -602,9 +602,9 @@ static dnnl_primitive_desc_t conv_candidate(const msv_node *n, int deconv, const
  * MSVISION_WINOGRAD=0 turns it off (read when a shape is planned, like MSVISION_LAYOUT). */
 #define WINO_MIN_PIXELS 256 /* output pixels per image */
 #define WINO_MIN_FILL 0.5   /* output pixels / pixels the tiles cover */
-#define WINO_CHUNK_TILES                                                              \
-    192 /* tiles per matmul: chunk buffers of 36 x 192 x (I + O) floats (28 MB at 512 \
-         * channels); times were flat from 96 to 768 tiles on MogFace */
+/* Tiles per matmul: chunk buffers of 36 x 192 x (I + O) floats (28 MB at 512 channels); MogFace's times were flat
+ * from 96 to 768 tiles. */
+#define WINO_CHUNK_TILES 192
 
 static int winograd_disabled(void) {
     const char *v = getenv("MSVISION_WINOGRAD");
@@ -625,7 +625,8 @@ static int wants_winograd(const builder *b, const msv_node *n) {
     if (xs.dims[1] % 16 || ys.dims[1] % 16) return 0;
     const int64_t pixels = ys.dims[2] * ys.dims[3];
     const msv_wino_geometry geo = msv_wino_plan_tiles(1, ys.dims[2], ys.dims[3], 0, 0, p->dh);
-    if (pixels < WINO_MIN_PIXELS || (double)pixels < WINO_MIN_FILL * 16.0 * (double)geo.n_tiles) return 0;
+    const double covered = 16.0 * (double)geo.n_tiles; /* 4x4 output pixels per tile */
+    if (pixels < WINO_MIN_PIXELS || (double)pixels < WINO_MIN_FILL * covered) return 0;
     if (n->n_post == 0) return 1;
     return n->n_post == 1 && n->post[0].kind == MSV_POST_ELTWISE && n->post[0].act == MSV_ACT_RELU;
 }
@@ -1241,6 +1242,34 @@ static void run_kernel(const step *s, void *src, void *dst) {
     }
 }
 
+/* A Winograd step: per chunk of tiles, input transform -> the step's matmul (V -> M) -> output transform. */
+static msv_status run_winograd(const step *s, int index, int profile, void *src, void *dst, float *v, const float *m,
+                               msv_error *err) {
+    msv_view x = s->vsrc, y = s->vdst;
+    x.data = src;
+    y.data = dst;
+    double phase_ms[3] = {0, 0, 0}; /* input transform, matmul, output transform (MSVISION_PROFILE) */
+    for (int64_t first = 0; first < s->wino.n_tiles; first += s->wino_rows) {
+        const int64_t count = s->wino.n_tiles - first < s->wino_rows ? s->wino.n_tiles - first : s->wino_rows;
+        const double t1 = profile ? now_ms() : 0;
+        msv_wino_transform_input(&x, &s->wino, first, count, s->wino_rows, v);
+        const double t2 = profile ? now_ms() : 0;
+        dnnl_status_t st = dnnl_primitive_execute(s->prim, g_stream, s->nargs, s->args);
+        if (st != dnnl_success) return dnnl_fail(err, st, "execute a primitive");
+        const double t3 = profile ? now_ms() : 0;
+        msv_wino_transform_output(m, &s->wino, first, count, s->wino_rows, s->bias, s->relu, &y);
+        if (profile) {
+            phase_ms[0] += t2 - t1;
+            phase_ms[1] += t3 - t2;
+            phase_ms[2] += now_ms() - t3;
+        }
+    }
+    if (profile)
+        fprintf(stderr, "msvision: step %d winograd input %.3f ms, matmul %.3f ms, output %.3f ms\n", index,
+                phase_ms[0], phase_ms[1], phase_ms[2]);
+    return MSV_OK;
+}
+
 msv_status msv_backend_run(msv_graph *g, const msv_shape *in_shapes, const float *const *inputs, float *const *outputs,
                            msv_error *err) {
     pthread_once(&g_engine_once, engine_init);
@@ -1288,30 +1317,11 @@ msv_status msv_backend_run(msv_graph *g, const msv_shape *in_shapes, const float
             run_kernel(s, entry_ptr(p, &p->entries[s->src], pc->arena, inputs, outputs),
                        entry_ptr(p, &p->entries[s->dst], pc->arena, inputs, outputs));
         } else if (s->is_wino) {
-            msv_view x = s->vsrc, y = s->vdst;
-            x.data = entry_ptr(p, &p->entries[s->src], pc->arena, inputs, outputs);
-            y.data = entry_ptr(p, &p->entries[s->dst], pc->arena, inputs, outputs);
-            float *v = entry_ptr(p, &p->entries[s->wino_v], pc->arena, inputs, outputs);
-            const float *m = entry_ptr(p, &p->entries[s->wino_m], pc->arena, inputs, outputs);
-            double phase_ms[3] = {0, 0, 0}; /* input transform, matmul, output transform (MSVISION_PROFILE) */
-            for (int64_t first = 0; first < s->wino.n_tiles; first += s->wino_rows) {
-                const int64_t count = s->wino.n_tiles - first < s->wino_rows ? s->wino.n_tiles - first : s->wino_rows;
-                double t1 = profile ? now_ms() : 0;
-                msv_wino_transform_input(&x, &s->wino, first, count, s->wino_rows, v);
-                double t2 = profile ? now_ms() : 0;
-                dnnl_status_t st = dnnl_primitive_execute(s->prim, g_stream, s->nargs, s->args);
-                if (st != dnnl_success) return dnnl_fail(err, st, "execute a primitive");
-                double t3 = profile ? now_ms() : 0;
-                msv_wino_transform_output(m, &s->wino, first, count, s->wino_rows, s->bias, s->relu, &y);
-                if (profile) {
-                    phase_ms[0] += t2 - t1;
-                    phase_ms[1] += t3 - t2;
-                    phase_ms[2] += now_ms() - t3;
-                }
-            }
-            if (profile)
-                fprintf(stderr, "msvision: step %d winograd input %.3f ms, matmul %.3f ms, output %.3f ms\n", i,
-                        phase_ms[0], phase_ms[1], phase_ms[2]);
+            msv_status st = run_winograd(s, i, profile, entry_ptr(p, &p->entries[s->src], pc->arena, inputs, outputs),
+                                         entry_ptr(p, &p->entries[s->dst], pc->arena, inputs, outputs),
+                                         entry_ptr(p, &p->entries[s->wino_v], pc->arena, inputs, outputs),
+                                         entry_ptr(p, &p->entries[s->wino_m], pc->arena, inputs, outputs), err);
+            if (st != MSV_OK) return st;
         } else {
             dnnl_status_t st = dnnl_primitive_execute(s->prim, g_stream, s->nargs, s->args);
             if (st != dnnl_success) return dnnl_fail(err, st, "execute a primitive");

@@ -5,6 +5,7 @@
  * spatial sizes; msv_infer_all() fills those in per run. Nodes are appended in execution order.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -335,6 +336,25 @@ static int check_vector(msv_graph *g, int t, int64_t len, const char *what) {
     return 1;
 }
 
+/* What every normalisation checks ("<what> needs an activation", "<what> scale" ...): x an activation, scale and
+ * shift (C) constants or -1, eps > 0. Sets the builder error and returns 0 otherwise. */
+static int check_norm(msv_graph *g, int x, int scale, int shift, float eps, const char *what) {
+    char name[64];
+    if (!is_act(g, x)) {
+        msv_set_error(&g->first_error, MSV_ERR_INVALID_ARGUMENT, "%s needs an activation", what);
+        return 0;
+    }
+    snprintf(name, sizeof name, "%s scale", what);
+    if (!check_vector(g, scale, channels_of(g, x), name)) return 0;
+    snprintf(name, sizeof name, "%s shift", what);
+    if (!check_vector(g, shift, channels_of(g, x), name)) return 0;
+    if (!(eps > 0)) {
+        msv_set_error(&g->first_error, MSV_ERR_INVALID_ARGUMENT, "%s eps must be positive", what);
+        return 0;
+    }
+    return 1;
+}
+
 static int check_window(msv_graph *g, const msv_conv_params *p) {
     if (!p || p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->dh <= 0 || p->dw <= 0 || p->pad_t < 0 ||
         p->pad_l < 0 || p->pad_b < 0 || p->pad_r < 0 || p->groups <= 0 || p->out_pad_h < 0 || p->out_pad_w < 0) {
@@ -427,12 +447,7 @@ int msv_prelu(msv_graph *g, int x, int slope) {
 }
 
 int msv_layer_norm_channels(msv_graph *g, int x, int scale, int shift, float eps) {
-    if (failed(g)) return -1;
-    if (!is_act(g, x)) BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "layer norm needs an activation");
-    if (!check_vector(g, scale, channels_of(g, x), "layer norm scale") ||
-        !check_vector(g, shift, channels_of(g, x), "layer norm shift"))
-        return -1;
-    if (!(eps > 0)) BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "layer norm eps must be positive");
+    if (failed(g) || !check_norm(g, x, scale, shift, eps, "layer norm")) return -1;
     msv_node n = new_node(MSV_OP_LAYER_NORM, x);
     n.scale = scale;
     n.shift = shift;
@@ -540,15 +555,10 @@ int msv_simple_gate(msv_graph *g, int x) {
 }
 
 int msv_group_norm(msv_graph *g, int x, int groups, int scale, int shift, float eps) {
-    if (failed(g)) return -1;
-    if (!is_act(g, x)) BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "group norm needs an activation");
+    if (failed(g) || !check_norm(g, x, scale, shift, eps, "group norm")) return -1;
     if (groups < 1 || channels_of(g, x) % groups)
         BUILD_FAIL(g, MSV_ERR_SHAPE, "group norm: %d channels are not divisible into %d groups", channels_of(g, x),
                    groups);
-    if (!check_vector(g, scale, channels_of(g, x), "group norm scale") ||
-        !check_vector(g, shift, channels_of(g, x), "group norm shift"))
-        return -1;
-    if (!(eps > 0)) BUILD_FAIL(g, MSV_ERR_INVALID_ARGUMENT, "group norm eps must be positive");
     msv_node n = new_node(MSV_OP_GROUP_NORM, x);
     n.scale = scale;
     n.shift = shift;
