@@ -1,8 +1,11 @@
 """The embedded default image-denoising model and the README's main job (the command line on the bundled
 noisy sample)."""
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +68,26 @@ def test_command_line_main_job(tmp_path, empty_cache):
         timeout=300,
     )
     assert bad.returncode != 0 and "missing.png" in bad.stderr
+
+
+def test_command_line_from_a_source_checkout(tmp_path, empty_cache):
+    """The README's main job runs in the repository root after `pip install .`: there the checkout's msvision/
+    (no compiled extension) shadows the installed package, and the installed C extension is used."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        Path(msvision.__file__).parent,
+        checkout / "msvision",
+        ignore=shutil.ignore_patterns("_C.*", "__pycache__"),
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run(
+        [sys.executable, "-m", "msvision", "image-denoising", "--sample", "-o", "denoised.png"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert str(checkout / "msvision" / "data") in run.stdout  # the checkout's package ran
+    assert Image.open(checkout / "denoised.png").size == (512, 512)
