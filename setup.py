@@ -3,7 +3,8 @@
 oneDNN comes from the ``onednn-cpu-gomp``/``onednn-devel-cpu-gomp`` pair (oneDNN 3.2, GNU OpenMP); see README
 ("Why this oneDNN") for the measurements behind that choice. The extension finds libdnnl at run time through
 an rpath relative to site-packages, with msvision/_native.py preloading it as a fallback.
-Set MSVISION_WERROR=1 to turn warnings into errors (CI does).
+Set MSVISION_WERROR=1 to turn warnings into errors (CI does), and MSVISION_SANITIZE=address,undefined to build
+with those sanitizers (.ci/sanitize does; the process must then preload the ASan runtime).
 """
 
 import glob
@@ -41,6 +42,11 @@ include_dir, lib_dir = _onednn_paths()
 warnings = ["-Wall", "-Wextra", "-Wno-missing-field-initializers"]
 if os.environ.get("MSVISION_WERROR") == "1":
     warnings.append("-Werror")
+sanitize = os.environ.get("MSVISION_SANITIZE", "")
+sanitizer_flags = (
+    [f"-fsanitize={sanitize}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"] if sanitize else []
+)
+optimize = ["-O1", "-g"] if sanitize else ["-O3"]
 
 sources = sorted(glob.glob("csrc/core/*.c") + glob.glob("csrc/backend/*.c") + glob.glob("csrc/models/*.c"))
 sources.append("csrc/binding/module.c")
@@ -52,9 +58,16 @@ extension = Extension(
     library_dirs=[lib_dir],
     libraries=["dnnl"],
     define_macros=[("_GNU_SOURCE", None)],
-    extra_compile_args=["-std=c11", "-O3", "-fopenmp", "-fvisibility=hidden", *warnings],
+    extra_compile_args=[
+        "-std=c11",
+        *optimize,
+        "-fopenmp",
+        "-fvisibility=hidden",
+        *warnings,
+        *sanitizer_flags,
+    ],
     # site-packages/msvision/_C.so -> <prefix>/lib, where the onednn wheel puts libdnnl.so.3
-    extra_link_args=["-fopenmp", "-Wl,-rpath,$ORIGIN/../../..", "-Wl,--disable-new-dtags"],
+    extra_link_args=["-fopenmp", "-Wl,-rpath,$ORIGIN/../../..", "-Wl,--disable-new-dtags", *sanitizer_flags],
 )
 
 setup(ext_modules=[extension])

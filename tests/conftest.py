@@ -4,6 +4,8 @@
   our machines; the stand-in there implements exactly the functions those pipelines call (tested in
   test_torchvision_stub.py). It is only ever used by the oracle side of the tests.
 - ``shared_dir``: real weights and photos beside the project (``../shared`` or $MSVISION_SHARED).
+- In CI (``CI`` set, as ``.ci/run`` does) a skipped test fails the run: a skipped conformance test is not a passed
+  one, and a skip usually means a test dependency is missing from the ``test`` extras.
 """
 
 import os
@@ -39,3 +41,19 @@ def _torch_threads():
     except ImportError:
         return
     torch.set_num_threads(2)
+
+
+_skipped_in_ci = []
+
+
+def pytest_runtest_logreport(report):
+    if os.environ.get("CI") and report.skipped:
+        _skipped_in_ci.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped_in_ci:
+        print(
+            f"\nCI: {len(_skipped_in_ci)} test(s) were skipped, which fails CI:", *_skipped_in_ci, sep="\n  "
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

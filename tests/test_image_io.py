@@ -3,7 +3,11 @@
 import functools
 import http.server
 import io
+import socket
+import struct
 import threading
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -355,7 +359,7 @@ def test_all_zero_float_array_is_fine():
 
 
 def test_pixel_limit(monkeypatch, tmp_path):
-    assert msimage.max_image_pixels() == 178956970
+    assert msimage.max_image_pixels() == 89478485 == Image.MAX_IMAGE_PIXELS
     monkeypatch.setenv("MSVISION_MAX_IMAGE_PIXELS", "100")
     assert load_image_array(np.zeros((10, 10, 3), np.uint8)).shape == (10, 10, 3)
     p = tmp_path / "big.png"
@@ -435,3 +439,76 @@ def test_url_unreachable(monkeypatch):
 def test_bytesio_is_rejected_with_hint():
     with pytest.raises(TypeError, match="BytesIO"):
         load_image(io.BytesIO(b"").getvalue())
+
+
+def _trickling_server(send_headers_slowly: bool):
+    """A local HTTP server that sends one byte every 0.2 s: each read returns before any per-read timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            head = b"HTTP/1.0 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
+            payload = head if send_headers_slowly else b""
+            if not send_headers_slowly:
+                conn.sendall(head)
+            payload += b"\x89PNG" + bytes(100000)
+            for i in range(len(payload)):
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(payload[i : i + 1])
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, stop, thread
+
+
+@pytest.mark.parametrize("slow_part", ["headers", "body"])
+def test_url_that_trickles_is_cut_at_the_overall_deadline(monkeypatch, slow_part):
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(msimage, "DOWNLOAD_TIMEOUT_S", 1)
+    listener, stop, thread = _trickling_server(send_headers_slowly=slow_part == "headers")
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/slow.png"
+    start = time.perf_counter()
+    try:
+        with pytest.raises(InvalidInputError, match="did not arrive within 1 s"):
+            load_image(url)
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert time.perf_counter() - start < 3
+
+
+def _png_header_only(width: int, height: int, mode_byte: int = 0) -> bytes:
+    """A PNG whose header claims width x height (gray) and whose data is missing: enough for PIL's open."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, mode_byte, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path):
+    """A 13000x13000 gray PNG (169 Mpixels, over PIL's MAX_IMAGE_PIXELS) is refused from its header, naming its
+    size and the setting, through a whole pipeline (it used to be decoded and denoised for minutes)."""
+    from msvision import pipeline
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(13000, 13000))
+    denoise = pipeline("image-denoising")  # the embedded default model
+    start = time.perf_counter()
+    with pytest.raises(InvalidInputError, match=r"13000x13000 = 169000000 pixels.*MSVISION_MAX_IMAGE_PIXELS"):
+        denoise(str(path))
+    assert time.perf_counter() - start < 2

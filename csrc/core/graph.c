@@ -663,7 +663,11 @@ msv_status msv_graph_run(msv_graph *g, const msv_shape *in_shapes, const float *
                          int threads, msv_error *err) {
     if (!g->finalized) return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "graph is not finalized");
 #ifdef _OPENMP
-    if (threads > 0) omp_set_num_threads(threads);
+    if (threads > 0) {
+        msv_status st = msv_check_threads(threads, err);
+        if (st != MSV_OK) return st;
+        omp_set_num_threads(threads);
+    }
 #else
     (void)threads;
 #endif

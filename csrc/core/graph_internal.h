@@ -100,5 +100,7 @@ msv_status msv_backend_run(msv_graph *g, const msv_shape *in_shapes, const float
                            msv_error *err);
 int64_t msv_backend_primitive_count(const struct msv_plan_cache *pc);
 int64_t msv_backend_arena_bytes(const struct msv_plan_cache *pc);
+/* Whether `threads` OpenMP threads can be started (backend/threads.c); checked once per new maximum. */
+msv_status msv_check_threads(int threads, msv_error *err);
 
 #endif

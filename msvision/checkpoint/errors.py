@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from ..errors import InvalidModelError
+
 __all__ = ["CheckpointError", "UnsafeCheckpointError"]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InvalidModelError):
     """A checkpoint file is corrupt, truncated or uses a feature these readers do not support.
 
-    The message always names the file and the problem.
+    The message always names the file and the problem. It is an :class:`~msvision.errors.InvalidModelError`
+    (a ``ValueError``), so a caller catching malformed model files catches it too.
     """
 
 

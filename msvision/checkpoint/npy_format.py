@@ -13,6 +13,7 @@ from .safe_pickle import (
     NUMPY_GLOBALS,
     Budget,
     NdarrayBuilder,
+    brief,
     numpy_dtype_from_descr,
     resolve,
     restricted_load,
@@ -47,12 +48,12 @@ def _parse_header(data: bytes, path: str) -> tuple[dict, int]:
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} has an unreadable .npy header: {exc}") from exc
     if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
-        raise CheckpointError(f"{path} has a malformed .npy header {header!r:.120}")
+        raise CheckpointError(f"{path} has a malformed .npy header {brief(header)}")
     shape = header["shape"]
     if not isinstance(shape, tuple) or not all(
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
-        raise CheckpointError(f"{path} has an invalid .npy shape {shape!r:.80}")
+        raise CheckpointError(f"{path} has an invalid .npy shape {brief(shape)}")
     if not isinstance(header["fortran_order"], bool):
         raise CheckpointError(f"{path} has an invalid .npy fortran_order")
     return header, start + hlen

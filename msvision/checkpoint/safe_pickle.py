@@ -4,11 +4,12 @@ Every global a pickle may reference is looked up in an explicit allow-list and m
 re-implementation in this module (torch itself is never imported, numpy is only used to build arrays
 from validated bytes).  Anything else raises :class:`UnsafeCheckpointError` naming the global.
 
-Before the (C) unpickler sees a pickle, :func:`scan_pickle` walks its opcodes with :mod:`pickletools`:
-it refuses opcodes that can create arbitrary objects (``INST``, ``OBJ``, ``NEWOBJ``, extension codes,
-out-of-band buffers), checks ``GLOBAL`` names early, and checks that every length field fits in the
-data actually present, so that a forged length can never make the unpickler allocate memory the file
-does not back.
+Pickles are executed by a small machine of our own (:func:`restricted_load`) over the opcodes that
+:mod:`pickletools` decodes, never by :mod:`pickle`: it refuses opcodes that can create arbitrary objects
+(``INST``, ``OBJ``, ``NEWOBJ``, extension codes, out-of-band buffers), looks every ``GLOBAL`` up in the
+allow-list, never allocates more than the bytes present back (every length field is checked against
+them), and never hashes a value it has not checked: dict keys and set elements must be names or small
+integers. Its work is linear in the size of the pickle.
 
 Objects built while unpickling are placeholders (:class:`LazyTensor`, :class:`NdarrayBuilder`, ...);
 :func:`resolve` then turns the tree into plain Python containers and C-contiguous NumPy arrays, checking
@@ -19,9 +20,9 @@ from __future__ import annotations
 
 import io
 import math
-import pickle
 import pickletools
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,8 +40,8 @@ __all__ = [
     "TorchStorageView",
     "numpy_dtype_from_descr",
     "resolve",
+    "brief",
     "restricted_load",
-    "scan_pickle",
 ]
 
 #: Containers nested deeper than this are refused (real checkpoints nest a handful of levels).
@@ -50,72 +51,6 @@ MAX_NDIM = 64
 
 _REFUSED_SUFFIX = "checkpoints may only contain tensors and plain containers"
 
-# Opcodes that only build plain data, look up globals through find_class, or call what find_class
-# returned.  Everything else (INST, OBJ, NEWOBJ, NEWOBJ_EX, EXT1/2/4, PERSID, NEXT_BUFFER,
-# READONLY_BUFFER) is refused.
-_ALLOWED_OPCODES = frozenset(
-    {
-        "PROTO",
-        "FRAME",
-        "STOP",
-        "MARK",
-        "POP",
-        "POP_MARK",
-        "DUP",
-        "MEMOIZE",
-        "PUT",
-        "BINPUT",
-        "LONG_BINPUT",
-        "GET",
-        "BINGET",
-        "LONG_BINGET",
-        "NONE",
-        "NEWTRUE",
-        "NEWFALSE",
-        "INT",
-        "BININT",
-        "BININT1",
-        "BININT2",
-        "LONG",
-        "LONG1",
-        "LONG4",
-        "FLOAT",
-        "BINFLOAT",
-        "STRING",
-        "BINSTRING",
-        "SHORT_BINSTRING",
-        "UNICODE",
-        "BINUNICODE",
-        "SHORT_BINUNICODE",
-        "BINUNICODE8",
-        "BINBYTES",
-        "SHORT_BINBYTES",
-        "BINBYTES8",
-        "BYTEARRAY8",
-        "EMPTY_TUPLE",
-        "TUPLE",
-        "TUPLE1",
-        "TUPLE2",
-        "TUPLE3",
-        "EMPTY_LIST",
-        "LIST",
-        "APPEND",
-        "APPENDS",
-        "EMPTY_DICT",
-        "DICT",
-        "SETITEM",
-        "SETITEMS",
-        "EMPTY_SET",
-        "ADDITEMS",
-        "FROZENSET",
-        "GLOBAL",
-        "STACK_GLOBAL",
-        "REDUCE",
-        "BUILD",
-        "BINPERSID",
-    }
-)
-_MEMO_PUT_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
 # Python 2 module names that pickle's fix_imports would translate (the C unpickler only does this in
 # the default find_class, which we replace).
 _MODULE_ALIASES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
@@ -126,7 +61,7 @@ def _is_int(x: object) -> bool:
 
 
 def _refused(name: str, path: str, how: str = "") -> UnsafeCheckpointError:
-    return UnsafeCheckpointError(f"refused global {name!r}{how} in {path}: {_REFUSED_SUFFIX}")
+    return UnsafeCheckpointError(f"refused global {brief(name)}{how} in {path}: {_REFUSED_SUFFIX}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,8 +140,9 @@ _STORAGE_TYPES = {
 class TorchStorage(_Placeholder):
     """A serialized torch storage: element type, element count and (eventually) its bytes.
 
-    ``loader`` returns the raw bytes on first use (zip format); the legacy reader calls
-    :meth:`set_data` once it reaches the storage's bytes after the main pickle.
+    ``loader(nbytes)`` returns at least the first ``nbytes`` bytes on demand (zip format: only what tensors
+    use is inflated); the legacy reader calls :meth:`set_data` once it reaches the storage's bytes after the
+    main pickle.
     """
 
     __slots__ = ("_array", "_data", "_loader", "big_endian", "key", "numel", "stype")
@@ -216,7 +152,7 @@ class TorchStorage(_Placeholder):
         stype: StorageType,
         numel: int,
         key: str,
-        loader: Callable[[], Any] | None = None,
+        loader: Callable[[int], Any] | None = None,
         big_endian: bool = False,
     ) -> None:
         self.stype = stype
@@ -234,23 +170,26 @@ class TorchStorage(_Placeholder):
     def set_data(self, data: Any) -> None:
         self._data = data
 
-    def array(self, path: str) -> np.ndarray:
-        """The storage's elements as a read-only 1-D array of the on-disk dtype (no conversion)."""
-        if self._array is None:
+    def array(self, path: str, count: int | None = None) -> np.ndarray:
+        """At least the first ``count`` elements (all when None) as a read-only 1-D array of the on-disk dtype
+        (no conversion); ``count`` must not exceed :attr:`numel`."""
+        count = self.numel if count is None else count
+        if self._array is None or self._array.shape[0] < count:
+            itemsize = self.stype.itemsize
             data = self._data
             if data is None and self._loader is not None:
-                data = self._loader()
+                data = self._loader(count * itemsize)
             if data is None:
-                raise CheckpointError(f"storage {self.key!r} in {path} has no data")
-            if len(data) < self.nbytes:
+                raise CheckpointError(f"storage {brief(self.key)} in {path} has no data")
+            if len(data) < count * itemsize:
                 raise CheckpointError(
-                    f"storage {self.key!r} in {path} claims {self.nbytes} bytes "
+                    f"storage {brief(self.key)} in {path} claims {self.nbytes} bytes "
                     f"but only {len(data)} are present"
                 )
             dtype = np.dtype(self.stype.raw_dtype)
             if self.big_endian:
                 dtype = dtype.newbyteorder(">")
-            self._array = np.frombuffer(data, dtype=dtype, count=self.numel)
+            self._array = np.frombuffer(data, dtype=dtype, count=min(self.numel, len(data) // itemsize))
         return self._array
 
 
@@ -269,14 +208,14 @@ class TorchStorageView(_Placeholder):
     def stype(self) -> StorageType:
         return self.base.stype
 
-    def array(self, path: str) -> np.ndarray:
-        arr = self.base.array(path)
-        if self.offset + self.numel > arr.shape[0]:
+    def array(self, path: str, count: int | None = None) -> np.ndarray:
+        count = self.numel if count is None else count
+        if self.offset + self.numel > self.base.numel:
             raise CheckpointError(
-                f"storage view {self.key!r} in {path} reaches element {self.offset + self.numel} "
-                f"of a storage holding {arr.shape[0]}"
+                f"storage view {brief(self.key)} in {path} reaches element {self.offset + self.numel} "
+                f"of a storage holding {self.base.numel}"
             )
-        return arr[self.offset : self.offset + self.numel]
+        return self.base.array(path, self.offset + count)[self.offset : self.offset + self.numel]
 
 
 class LazyTensor(_Placeholder):
@@ -311,20 +250,20 @@ class DtypeBuilder(_Placeholder):
 
     def __init__(self, spec: object, align: object = False, copy: object = False) -> None:
         if not isinstance(spec, str) or not self._SPEC.match(spec):
-            raise CheckpointError(f"unsupported numpy dtype {spec!r}")
+            raise CheckpointError(f"unsupported numpy dtype {brief(spec)}")
         self.spec = spec
         self.byteorder = "="
 
     def __setstate__(self, state: object) -> None:
         # (version, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata])
         if not isinstance(state, tuple) or len(state) not in (8, 9) or state[0] not in (3, 4):
-            raise CheckpointError(f"unsupported numpy dtype state {state!r:.80}")
+            raise CheckpointError(f"unsupported numpy dtype state {brief(state)}")
         if state[2] is not None or state[3] is not None or state[4] is not None:
             raise CheckpointError("structured numpy dtypes are not supported")
         if len(state) == 9 and state[8] is not None:
             raise CheckpointError("numpy dtype metadata is not supported")
         if state[1] not in ("<", ">", "|", "="):
-            raise CheckpointError(f"bad numpy dtype byte order {state[1]!r}")
+            raise CheckpointError(f"bad numpy dtype byte order {brief(state[1])}")
         self.byteorder = state[1]
 
     def resolve(self) -> np.dtype:
@@ -349,7 +288,7 @@ class NdarrayBuilder(_Placeholder):
             raise CheckpointError("malformed ndarray state")
         if len(state) == 5:
             if state[0] != 1:
-                raise CheckpointError(f"unsupported ndarray state version {state[0]!r}")
+                raise CheckpointError(f"unsupported ndarray state version {brief(state[0])}")
             state = state[1:]
         shape, dtype_b, fortran, raw = state
         shape = _check_shape(shape, "ndarray")
@@ -395,9 +334,9 @@ class _NumpyScalar(_Placeholder):
 
 def _check_shape(shape: object, what: str) -> tuple[int, ...]:
     if not isinstance(shape, (tuple, list)) or len(shape) > MAX_NDIM:
-        raise CheckpointError(f"malformed {what} shape {shape!r:.80}")
+        raise CheckpointError(f"malformed {what} shape {brief(shape)}")
     if not all(_is_int(d) and d >= 0 for d in shape):
-        raise CheckpointError(f"malformed {what} shape {tuple(shape)!r:.80}")
+        raise CheckpointError(f"malformed {what} shape {brief(tuple(shape))}")
     return tuple(shape)
 
 
@@ -406,11 +345,11 @@ def _rebuild_tensor(storage: object, storage_offset: object, size: object, strid
         raise CheckpointError("tensor rebuilt from something that is not a storage")
     size = _check_shape(size, "tensor")
     if not isinstance(stride, (tuple, list)) or len(stride) != len(size):
-        raise CheckpointError(f"tensor stride {stride!r:.80} does not match its size {size}")
+        raise CheckpointError(f"tensor stride {brief(stride)} does not match its size {size}")
     if not all(_is_int(s) and s >= 0 for s in stride):
-        raise CheckpointError(f"tensor has invalid strides {tuple(stride)!r:.80}")
+        raise CheckpointError(f"tensor has invalid strides {brief(tuple(stride))}")
     if not _is_int(storage_offset) or storage_offset < 0:
-        raise CheckpointError(f"tensor has invalid storage offset {storage_offset!r:.80}")
+        raise CheckpointError(f"tensor has invalid storage offset {brief(storage_offset)}")
     return LazyTensor(storage, storage_offset, size, tuple(stride))
 
 
@@ -438,6 +377,13 @@ def _rebuild_parameter_with_state(
     data: object, requires_grad: object, backward_hooks: object, state: object
 ) -> LazyTensor:
     return _rebuild_parameter(data)
+
+
+def _ordered_dict(*args: object) -> _PickledOrderedDict:
+    # OrderedDict.__reduce__ pickles an empty call and then SETITEMS (whose keys the machine checks)
+    if args:
+        raise CheckpointError("collections.OrderedDict is only allowed without arguments")
+    return _PickledOrderedDict()
 
 
 def _codecs_encode(obj: object, encoding: object = "utf-8", errors: object = "strict") -> bytes:
@@ -485,7 +431,7 @@ def _torch_globals() -> dict[str, object]:
     table = _callables(
         {
             # state_dict() containers and the (empty) backward-hook dicts of tensors
-            "collections.OrderedDict": _PickledOrderedDict,
+            "collections.OrderedDict": _ordered_dict,
             # Tensor.__reduce_ex__ (v2 since PyTorch 0.4; v1 in older files)
             "torch._utils._rebuild_tensor": _rebuild_tensor,
             "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,
@@ -534,80 +480,258 @@ _NPY_DESCR = re.compile(r"^[<>|=]?(b1|\?|[iu][1248]|f[248]|c(8|16)|O[48]?)$")
 def numpy_dtype_from_descr(descr: object, path: str) -> np.dtype:
     """The dtype of a ``.npy`` header's simple ``descr`` (numeric, bool or object only)."""
     if not isinstance(descr, str) or not _NPY_DESCR.match(descr):
-        raise CheckpointError(f"unsupported .npy dtype {descr!r:.80} in {path}")
+        raise CheckpointError(f"unsupported .npy dtype {brief(descr)} in {path}")
     return np.dtype(descr)
 
 
 # --------------------------------------------------------------------------------------------------
-# Scanning and unpickling
+# The pickle machine
 # --------------------------------------------------------------------------------------------------
+
+
+def brief(x: object) -> str:
+    """A bounded repr of a value read from a file: a pickle can build structures whose full repr is
+    exponentially large (shared sub-tuples) or ints whose decimal form Python refuses to print."""
+    try:
+        return _BRIEF.repr(x)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits()
+        return f"<int of {x.bit_length()} bits>" if isinstance(x, int) else f"<{type(x).__name__}>"
+
+
+def _brief_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel, r.maxtuple, r.maxlist, r.maxdict, r.maxset, r.maxfrozenset = 3, 6, 6, 4, 6, 6
+    r.maxstring, r.maxother, r.maxlong = 60, 60, 40
+    return r
+
+
+_BRIEF = _brief_repr()
+
+#: Dict keys (and set elements) a checkpoint may use: names, and small integers (optimizer states). Anything
+#: else is refused before it is hashed: a tuple's hash walks all of it (a pickle can share sub-tuples to make
+#: that 2**depth steps), and ints or floats can be chosen to collide (Python hashes them modulo 2**61 - 1),
+#: which makes building a dict quadratic.
+_MAX_INT_KEY = 1 << 31
+
+
+def _check_key(k: object, path: str) -> object:
+    if k is None or isinstance(k, (str, bytes, bool)):
+        return k
+    if _is_int(k) and -_MAX_INT_KEY < k < _MAX_INT_KEY:
+        return k
+    what = f"integer {brief(k)}" if _is_int(k) else f"{type(k).__name__} {brief(k)}"
+    raise CheckpointError(f"unsupported dict key or set element ({what}) in {path}: keys must be names")
 
 
 def _lookup(table: Mapping[str, object], module: str, name: str) -> object | None:
     return table.get(f"{_MODULE_ALIASES.get(module, module)}.{name}")
 
 
-def scan_pickle(data: bytes, path: str, allowed: Mapping[str, object], start: int = 0) -> int:
-    """Check the opcodes of the pickle starting at ``data[start]``; return the offset just past STOP."""
-    stream = io.BytesIO(data)
-    stream.seek(start)
-    size = len(data)
-    try:
-        for op, arg, pos in pickletools.genops(stream):
-            name = op.name
-            if name == "GLOBAL" or name == "INST":
-                module, _, gname = str(arg).partition(" ")
-                full = f"{module}.{gname}"
-                if name == "INST" or _lookup(allowed, module, gname) is None:
-                    raise _refused(full, path, " (opcode INST)" if name == "INST" else "")
-            elif name not in _ALLOWED_OPCODES:
-                raise UnsafeCheckpointError(f"refused pickle opcode {name} in {path}: {_REFUSED_SUFFIX}")
-            elif name in _MEMO_PUT_OPCODES:
-                if not _is_int(arg) or arg < 0 or arg > size:
-                    raise CheckpointError(f"corrupt pickle in {path}: memo index {arg!r:.40} out of range")
-            elif name == "FRAME":
-                if arg > size - stream.tell():
-                    raise CheckpointError(f"truncated pickle in {path}: frame of {arg} bytes at offset {pos}")
-            elif name == "STOP":
-                return stream.tell()
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError, OverflowError, MemoryError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"corrupt or truncated pickle in {path}: {exc}") from exc
-    raise CheckpointError(f"truncated pickle in {path}: no STOP opcode")
+_HIGHEST_PROTOCOL = 5
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(
-        self,
-        file: io.BytesIO,
-        path: str,
-        allowed: Mapping[str, object],
-        persistent: Callable[[object], object] | None,
-        encoding: str,
-    ) -> None:
-        super().__init__(file, encoding=encoding)
-        self._path = path
-        self._allowed = allowed
-        self._persistent = persistent
+class _Machine:
+    """Executes the opcodes of one pickle (decoded by :func:`pickletools.genops`, which checks every length
+    field against the bytes present) on plain containers and the allow-list's placeholders. Each opcode does
+    O(1) work per stack item it consumes, and every item was pushed by an opcode of the file, so a pickle of n
+    bytes costs O(n) time and memory whatever it builds; no value read from the file is ever hashed unless it
+    is a valid key."""
 
-    def find_class(self, module: str, name: str) -> object:
-        obj = (
-            _lookup(self._allowed, module, name)
-            if isinstance(module, str) and isinstance(name, str)
-            else None
-        )
+    def __init__(self, path, allowed, persistent, encoding):
+        self.path = path
+        self.allowed = allowed
+        self.persistent = persistent
+        self.encoding = encoding
+        self.stack: list = []
+        self.metastack: list = []
+        self.memo: dict[int, object] = {}
+        self.size = 0  # bytes of the pickle (set by run)
+
+    def error(self, what: str) -> CheckpointError:
+        return CheckpointError(f"corrupt pickle in {self.path}: {what}")
+
+    # self.stack holds what was pushed since the last MARK; MARK saves it on the metastack (as pickle.py does)
+    def pop(self) -> object:
+        if not self.stack:
+            raise self.error("stack underflow")
+        return self.stack.pop()
+
+    def top(self) -> object:
+        if not self.stack:
+            raise self.error("stack underflow")
+        return self.stack[-1]
+
+    def pop_mark(self) -> list:
+        if not self.metastack:
+            raise self.error("no MARK to pop to")
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    def global_(self, module: object, name: object) -> object:
+        if not isinstance(module, str) or not isinstance(name, str):
+            raise self.error("STACK_GLOBAL with a non-string name")
+        obj = _lookup(self.allowed, module, name)
         if obj is None:
-            raise _refused(f"{module}.{name}", self._path)
+            raise _refused(f"{module}.{name}", self.path)
         return obj
 
-    def persistent_load(self, pid: object) -> object:
-        if self._persistent is None:
-            raise UnsafeCheckpointError(
-                f"refused persistent id {pid!r:.80} in {self._path}: "
-                "this file may not reference external data"
-            )
-        return self._persistent(pid)
+    def text(self, arg: str) -> object:
+        """(SHORT_)BINSTRING / STRING: Python 2 byte strings, decoded like pickle's ``encoding``."""
+        raw = arg.encode("latin-1")  # pickletools hands them out latin-1 decoded
+        return raw if self.encoding == "bytes" else raw.decode(self.encoding)
+
+    def run(self, stream: io.BytesIO) -> int:
+        self.size = len(stream.getbuffer())
+        for op, arg, pos in pickletools.genops(stream):
+            name = op.name
+            if name in _PUSH_ARG:
+                self.stack.append(arg)
+            elif name in _PUSH_CONST:
+                self.stack.append(_PUSH_CONST[name]())
+            elif name in ("STRING", "BINSTRING", "SHORT_BINSTRING"):
+                self.stack.append(self.text(arg))
+            elif name == "BYTEARRAY8":
+                self.stack.append(bytearray(arg))
+            elif name == "MARK":
+                self.metastack.append(self.stack)
+                self.stack = []
+            elif name == "POP":
+                if self.stack:
+                    self.stack.pop()
+                else:
+                    self.pop_mark()
+            elif name == "POP_MARK":
+                self.pop_mark()
+            elif name == "DUP":
+                self.stack.append(self.top())
+            elif name == "MEMOIZE":
+                self.memo[len(self.memo)] = self.top()
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                if not _is_int(arg) or not 0 <= arg <= self.size:  # real pickles number them 0, 1, 2, ...
+                    raise self.error(f"memo index {brief(arg)} out of range")
+                self.memo[arg] = self.top()
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                if arg not in self.memo:
+                    raise self.error(f"memo index {brief(arg)} used before it is set (at offset {pos})")
+                self.stack.append(self.memo[arg])
+            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                n = int(name[-1])
+                items = [self.pop() for _ in range(n)][::-1]
+                self.stack.append(tuple(items))
+            elif name in ("TUPLE", "LIST"):
+                items = self.pop_mark()  # before self.stack is read: pop_mark replaces it
+                self.stack.append(tuple(items) if name == "TUPLE" else items)
+            elif name in ("APPEND", "APPENDS"):
+                items = [self.pop()] if name == "APPEND" else self.pop_mark()
+                target = self.top()
+                if type(target) is not list:
+                    raise self.error(f"{name} on a {type(target).__name__}")
+                target.extend(items)
+            elif name == "DICT":
+                items = self.pop_mark()
+                self.stack.append(self.set_items({}, items))
+            elif name in ("SETITEM", "SETITEMS"):
+                if name == "SETITEM":
+                    value = self.pop()
+                    items = [self.pop(), value]
+                else:
+                    items = self.pop_mark()
+                target = self.top()
+                if not isinstance(target, dict):
+                    raise self.error(f"{name} on a {type(target).__name__}")
+                self.set_items(target, items)
+            elif name in ("ADDITEMS", "FROZENSET"):
+                items = self.pop_mark()
+                keys = [_check_key(x, self.path) for x in items]
+                if name == "FROZENSET":
+                    self.stack.append(frozenset(keys))
+                else:
+                    target = self.top()
+                    if type(target) is not set:
+                        raise self.error(f"ADDITEMS on a {type(target).__name__}")
+                    target.update(keys)
+            elif name == "GLOBAL":
+                module, _, gname = str(arg).partition(" ")
+                self.stack.append(self.global_(module, gname))
+            elif name == "STACK_GLOBAL":
+                gname = self.pop()
+                self.stack.append(self.global_(self.pop(), gname))
+            elif name == "REDUCE":
+                args = self.pop()
+                fn = self.pop()
+                if not isinstance(fn, _SafeCallable):
+                    raise self.error(f"REDUCE of {brief(fn)}, which is not callable")
+                if type(args) is not tuple:
+                    raise self.error(f"REDUCE with {type(args).__name__} arguments")
+                self.stack.append(fn(*args))
+            elif name == "BUILD":
+                state = self.pop()
+                target = self.top()
+                if not isinstance(target, (_Placeholder, _PickledOrderedDict)):
+                    raise self.error(f"BUILD on a {type(target).__name__}")
+                target.__setstate__(state)
+            elif name == "BINPERSID":
+                pid = self.pop()
+                if self.persistent is None:
+                    raise UnsafeCheckpointError(
+                        f"refused persistent id {brief(pid)} in {self.path}: this file may not reference "
+                        "external data"
+                    )
+                self.stack.append(self.persistent(pid))
+            elif name == "PROTO":
+                if not 0 <= arg <= _HIGHEST_PROTOCOL:
+                    raise self.error(f"unsupported pickle protocol {arg}")
+            elif name == "FRAME":
+                pass  # a framing hint: genops reads across frames
+            elif name == "STOP":
+                if self.metastack or len(self.stack) != 1:
+                    raise self.error("the stack does not hold exactly one value at STOP")
+                return stream.tell()
+            elif name == "INST":
+                raise _refused(str(arg).replace(" ", "."), self.path, " (opcode INST)")
+            else:  # OBJ, NEWOBJ(_EX), EXT1/2/4, PERSID (text), NEXT_BUFFER, READONLY_BUFFER, anything newer
+                raise UnsafeCheckpointError(f"refused pickle opcode {name} in {self.path}: {_REFUSED_SUFFIX}")
+        raise CheckpointError(f"truncated pickle in {self.path}: no STOP opcode")
+
+    def set_items(self, target: dict, items: list) -> dict:
+        if len(items) % 2:
+            raise self.error("odd number of items for a dict")
+        for i in range(0, len(items), 2):
+            target[_check_key(items[i], self.path)] = items[i + 1]
+        return target
+
+
+# Opcodes that push their decoded argument, and those that push a constant.
+_PUSH_ARG = frozenset(
+    {
+        "INT",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG",
+        "LONG1",
+        "LONG4",
+        "FLOAT",
+        "BINFLOAT",
+        "UNICODE",
+        "BINUNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE8",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINBYTES8",
+    }
+)
+_PUSH_CONST = {
+    "NONE": lambda: None,
+    "NEWTRUE": lambda: True,
+    "NEWFALSE": lambda: False,
+    "EMPTY_TUPLE": tuple,
+    "EMPTY_LIST": list,
+    "EMPTY_DICT": dict,
+    "EMPTY_SET": set,
+}
 
 
 def restricted_load(
@@ -621,12 +745,15 @@ def restricted_load(
 ) -> tuple[object, int]:
     """Unpickle the pickle at ``data[start:]`` with the given allow-list.
 
-    Returns the (unresolved) object and the offset just past the pickle.
+    Returns the (unresolved) object and the offset just past the pickle. Raises
+    :class:`UnsafeCheckpointError` for a global or opcode outside the allow-list and
+    :class:`CheckpointError` for anything malformed.
     """
-    end = scan_pickle(data, path, allowed, start)
-    unpickler = _RestrictedUnpickler(io.BytesIO(data[start:end]), path, allowed, persistent, encoding)
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    machine = _Machine(path, allowed, persistent, encoding)
     try:
-        obj = unpickler.load()
+        end = machine.run(stream)
     except CheckpointError as exc:
         if path in str(exc):
             raise
@@ -636,9 +763,10 @@ def restricted_load(
         raise CheckpointError(f"pickle in {path} is nested too deeply") from exc
     except MemoryError as exc:
         raise CheckpointError(f"pickle in {path} needs more memory than it can plausibly hold") from exc
-    except Exception as exc:  # any unpickling failure means a corrupt file
-        raise CheckpointError(f"corrupt pickle in {path}: {type(exc).__name__}: {exc}") from exc
-    return obj, end
+    except (ValueError, TypeError, OverflowError, UnicodeDecodeError, KeyError, IndexError) as exc:
+        # genops on truncated or malformed opcodes, a safe re-implementation given the wrong arguments
+        raise CheckpointError(f"corrupt or truncated pickle in {path}: {type(exc).__name__}: {exc}") from exc
+    return machine.stack[0], end
 
 
 # --------------------------------------------------------------------------------------------------
@@ -678,17 +806,18 @@ def _materialize_tensor(t: LazyTensor, path: str, budget: Budget) -> np.ndarray:
     stype = t.storage.stype
     out_itemsize = 4 if stype.kind == "bfloat16" else stype.itemsize
     count = math.prod(t.size)
-    what = f"tensor of shape {t.size}"
+    what = f"tensor of shape {brief(t.size)}"
     budget.charge(count * out_itemsize, what)
-    storage = t.storage.array(path)
     if count == 0:
-        return _convert_storage_elements(np.empty(t.size, dtype=storage.dtype), stype)
+        dtype = np.dtype(stype.raw_dtype)
+        return _convert_storage_elements(np.empty(t.size, dtype=dtype), stype)
     last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride))
-    if last >= storage.shape[0]:
+    if last >= t.storage.numel:
         raise CheckpointError(
             f"{what} (offset {t.offset}, stride {t.stride}) in {path} reads element {last} "
-            f"of a storage holding {storage.shape[0]}"
+            f"of a storage holding {t.storage.numel}"
         )
+    storage = t.storage.array(path, last + 1)
     itemsize = storage.dtype.itemsize
     # np.ndarray re-checks that the strided extent lies inside the buffer.
     view = np.ndarray(
@@ -706,16 +835,8 @@ class _Resolver:
         self.path = path
         self.budget = budget
         self.memo: dict[int, object] = {}
+        self.size = 0  # bytes of the pickle (set by run)
         self.active: set[int] = set()
-
-    def key(self, k: object, depth: int) -> object:
-        if k is None or isinstance(k, (str, int, float, bytes)):
-            return k
-        if depth > MAX_DEPTH:
-            raise CheckpointError(f"{self.path}: dict key nested more than {MAX_DEPTH} levels deep")
-        if isinstance(k, tuple):
-            return tuple(self.key(x, depth + 1) for x in k)
-        raise CheckpointError(f"unsupported dict key of type {type(k).__name__} in {self.path}")
 
     def __call__(self, obj: object, depth: int = 0) -> object:
         if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
@@ -741,16 +862,18 @@ class _Resolver:
         if isinstance(obj, (TorchStorage, TorchStorageView)):
             arr = obj.array(self.path)
             out_itemsize = 4 if obj.stype.kind == "bfloat16" else obj.stype.itemsize
-            self.budget.charge(arr.shape[0] * out_itemsize, f"storage {obj.key!r}")
+            self.budget.charge(arr.shape[0] * out_itemsize, f"storage {brief(obj.key)}")
             return _convert_storage_elements(arr, obj.stype)
         if isinstance(obj, dict):
-            return {self.key(k, depth): self(v, depth + 1) for k, v in obj.items()}
+            return {
+                k: self(v, depth + 1) for k, v in obj.items()
+            }  # keys were checked when the dict was built
         if isinstance(obj, list):
             return [self(v, depth + 1) for v in obj]
         if isinstance(obj, tuple):
             return tuple(self(v, depth + 1) for v in obj)
         if isinstance(obj, (set, frozenset)):
-            return type(obj)(self.key(v, depth) for v in obj)
+            return obj  # elements are checked scalars
         if isinstance(obj, bytearray):
             return bytes(obj)
         if isinstance(obj, NdarrayBuilder):
@@ -768,7 +891,7 @@ class _Resolver:
             return obj.resolve()
         if isinstance(obj, _NumpyScalar):
             return obj.value
-        raise CheckpointError(f"unsupported object {obj!r:.60} of type {type(obj).__name__} in {self.path}")
+        raise CheckpointError(f"unsupported object {brief(obj)} of type {type(obj).__name__} in {self.path}")
 
 
 def resolve(obj: object, path: str, budget: Budget) -> object:

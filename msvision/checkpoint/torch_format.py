@@ -27,6 +27,7 @@ from .safe_pickle import (
     StorageType,
     TorchStorage,
     TorchStorageView,
+    brief,
     resolve,
     restricted_load,
 )
@@ -40,6 +41,10 @@ _BUDGET_SLACK = 256 << 20
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
 _DEFLATE_MAX_RATIO = 1100  # deflate cannot expand data by more than ~1032x
+# Bytes the zip reader may inflate in all: torch.save stores entries uncompressed, so a real checkpoint reads
+# about its own size; a re-compressed one a little more.
+_INFLATE_FACTOR = 4
+_INFLATE_SLACK = 64 << 20
 
 
 def _budget(path: str, size: int) -> Budget:
@@ -60,7 +65,7 @@ def _as_str(x: object) -> object:
 
 def _check_count(x: object, what: str, path: str) -> int:
     if not isinstance(x, int) or isinstance(x, bool) or x < 0:
-        raise CheckpointError(f"invalid {what} {x!r:.60} in {path}")
+        raise CheckpointError(f"invalid {what} {brief(x)} in {path}")
     return x
 
 
@@ -69,20 +74,33 @@ def _check_count(x: object, what: str, path: str) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
+_ZIP_ENCRYPTED = 0x1
+_ZIP_UNSUPPORTED_FLAGS = 0x20 | 0x40  # compressed patched data, strong encryption
+_ZIP_MAX_EXTRACT_VERSION = 63
+
+
 def _zip_infos(zf: zipfile.ZipFile, path: str, file_size: int) -> dict[str, zipfile.ZipInfo]:
     infos: dict[str, zipfile.ZipInfo] = {}
     total = 0
     for info in zf.infolist():
+        name = brief(info.filename)
+        if info.flag_bits & _ZIP_ENCRYPTED:
+            raise CheckpointError(f"zip entry {name} in {path} is encrypted")
+        if info.flag_bits & _ZIP_UNSUPPORTED_FLAGS or info.extract_version > _ZIP_MAX_EXTRACT_VERSION:
+            raise CheckpointError(
+                f"zip entry {name} in {path} uses an unsupported zip feature (flags {info.flag_bits:#x}, "
+                f"version {info.extract_version / 10:.1f})"
+            )
         if info.compress_type == zipfile.ZIP_STORED:
             if info.file_size != info.compress_size:
-                raise CheckpointError(f"corrupt zip entry {info.filename!r} in {path}: sizes disagree")
+                raise CheckpointError(f"corrupt zip entry {name} in {path}: sizes disagree")
         elif info.compress_type == zipfile.ZIP_DEFLATED:
             if info.file_size > info.compress_size * _DEFLATE_MAX_RATIO + 1024:
-                raise CheckpointError(f"zip entry {info.filename!r} in {path} claims an impossible size")
+                raise CheckpointError(f"zip entry {name} in {path} claims an impossible size")
         else:
-            raise CheckpointError(f"zip entry {info.filename!r} in {path} uses unsupported compression")
+            raise CheckpointError(f"zip entry {name} in {path} uses unsupported compression")
         if info.header_offset + info.compress_size > file_size:
-            raise CheckpointError(f"zip entry {info.filename!r} in {path} lies beyond the end of the file")
+            raise CheckpointError(f"zip entry {name} in {path} lies beyond the end of the file")
         total += info.file_size
         infos[info.filename] = info
     if total > MAX_CHECKPOINT_BYTES:
@@ -92,14 +110,50 @@ def _zip_infos(zf: zipfile.ZipFile, path: str, file_size: int) -> dict[str, zipf
     return infos
 
 
-def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> bytes:
-    try:
-        data = zf.read(info)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"corrupt or truncated zip entry {info.filename!r} in {path}: {exc}") from exc
-    if len(data) != info.file_size:
-        raise CheckpointError(f"truncated zip entry {info.filename!r} in {path}")
-    return data
+# zipfile raises these on damaged or unusual archives (NotImplementedError: a zip feature it lacks,
+# RuntimeError: encryption); all of them mean a checkpoint we cannot read.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+class _ZipReader:
+    """Reads entries of an open checkpoint archive, inflating no more than what is asked for: a storage is read
+    up to the last element a tensor uses (a 1-element tensor on a huge, highly compressed storage costs 4 bytes,
+    not the whole stream), and all reads together are capped by ``budget`` (a few times the file's size)."""
+
+    def __init__(self, zf: zipfile.ZipFile, path: str, budget: Budget) -> None:
+        self.zf = zf
+        self.path = path
+        self.budget = budget
+        self.cache: dict[str, bytes] = {}
+
+    def read(self, info: zipfile.ZipInfo, nbytes: int | None = None) -> bytes:
+        """At least ``nbytes`` (all when None) of the entry's data, which must be present."""
+        want = info.file_size if nbytes is None else min(nbytes, info.file_size)
+        have = self.cache.get(info.filename, b"")
+        if len(have) >= want:
+            return have
+        # read ahead (at least doubling what was read) so that growing requests cost linear time overall
+        amount = min(info.file_size, max(want, 2 * len(have)))
+        self.budget.charge(amount - len(have), f"zip entry {brief(info.filename)}")
+        try:
+            with self.zf.open(info) as f:
+                data = f.read(amount)
+        except _ZIP_ERRORS as exc:
+            raise CheckpointError(
+                f"corrupt or truncated zip entry {brief(info.filename)} in {self.path}: {exc}"
+            ) from exc
+        if len(data) != amount:
+            raise CheckpointError(f"truncated zip entry {brief(info.filename)} in {self.path}")
+        self.cache[info.filename] = data
+        return data
 
 
 def _find_prefix(infos: Mapping[str, zipfile.ZipInfo], path: str) -> str:
@@ -118,64 +172,63 @@ def _find_prefix(infos: Mapping[str, zipfile.ZipInfo], path: str) -> str:
 def _load_zip(path: str, file_size: int) -> object:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
+    except (*_ZIP_ERRORS, zipfile.LargeZipFile) as exc:
         raise CheckpointError(f"{path} is not a readable zip archive (corrupt or truncated): {exc}") from exc
     with zf:
         try:
             infos = _zip_infos(zf, path, file_size)
-        except (ValueError, OSError) as exc:
-            if isinstance(exc, CheckpointError):
-                raise
+        except CheckpointError:
+            raise
+        except _ZIP_ERRORS as exc:
             raise CheckpointError(f"corrupt zip directory in {path}: {exc}") from exc
         prefix = _find_prefix(infos, path)
+        reader = _ZipReader(zf, path, Budget(_INFLATE_FACTOR * file_size + _INFLATE_SLACK, path))
 
         big_endian = False
         order_info = infos.get(f"{prefix}/byteorder")
         if order_info is not None:
             if order_info.file_size > 16:
                 raise CheckpointError(f"invalid byteorder record in {path}")
-            order = _read_entry(zf, order_info, path).strip()
+            order = reader.read(order_info).strip()
             if order not in (b"little", b"big"):
-                raise CheckpointError(f"invalid byteorder {order!r} in {path}")
+                raise CheckpointError(f"invalid byteorder {brief(order)} in {path}")
             big_endian = order == b"big"
 
         storages: dict[tuple[str, str], TorchStorage] = {}
-        raw_cache: dict[str, bytes] = {}
 
         def persistent_load(pid: object) -> TorchStorage:
             if not isinstance(pid, tuple) or len(pid) != 5 or _as_str(pid[0]) != "storage":
-                raise CheckpointError(f"unsupported persistent id {pid!r:.80} in {path}")
+                raise CheckpointError(f"unsupported persistent id {brief(pid)} in {path}")
             _, stype, key, _location, numel = pid
             stype = _storage_type(stype, path)
             key = _as_str(key)
             numel = _check_count(numel, "storage size", path)
             if not isinstance(key, str):
-                raise CheckpointError(f"invalid storage key {key!r:.60} in {path}")
+                raise CheckpointError(f"invalid storage key {brief(key)} in {path}")
             cached = storages.get((key, stype.name))
             if cached is not None:
                 return cached
             name = f"{prefix}/data/{key}"
             info = infos.get(name)
             if info is None:
-                raise CheckpointError(f"{path} is missing the zip entry {name!r} for storage {key!r}")
+                raise CheckpointError(
+                    f"{path} is missing the zip entry {brief(name)} for storage {brief(key)}"
+                )
             nbytes = numel * stype.itemsize
             if nbytes > info.file_size:
                 raise CheckpointError(
-                    f"storage {key!r} in {path} claims {numel} elements ({nbytes} bytes) "
+                    f"storage {brief(key)} in {path} claims {numel} elements ({nbytes} bytes) "
                     f"but its zip entry holds {info.file_size} bytes"
                 )
 
-            def loader(info: zipfile.ZipInfo = info, key: str = key) -> bytes:
-                if key not in raw_cache:
-                    raw_cache[key] = _read_entry(zf, info, path)
-                return raw_cache[key]
+            def loader(nbytes: int, info: zipfile.ZipInfo = info) -> bytes:
+                return reader.read(info, nbytes)
 
             storage = TorchStorage(stype, numel, key, loader=loader, big_endian=big_endian)
             storages[(key, stype.name)] = storage
             return storage
 
-        pkl_info = infos[f"{prefix}/data.pkl"]
-        pkl = _read_entry(zf, pkl_info, path)
+        pkl = reader.read(infos[f"{prefix}/data.pkl"])
         obj, _ = restricted_load(pkl, path, TORCH_GLOBALS, persistent_load, encoding="utf-8")
         return resolve(obj, path, _budget(path, file_size))
 
@@ -192,7 +245,7 @@ def _load_legacy(path: str, data: bytes) -> object:
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (invalid legacy magic number)")
     protocol, pos = restricted_load(data, path, {}, start=pos)
     if protocol != _LEGACY_PROTOCOL:
-        raise CheckpointError(f"{path}: unsupported legacy protocol version {protocol!r:.40}")
+        raise CheckpointError(f"{path}: unsupported legacy protocol version {brief(protocol)}")
     sys_info, pos = restricted_load(data, path, {}, start=pos)
     if not isinstance(sys_info, dict):
         raise CheckpointError(f"{path}: malformed legacy sys_info record")
@@ -202,7 +255,7 @@ def _load_legacy(path: str, data: bytes) -> object:
 
     def persistent_load(pid: object) -> TorchStorage | TorchStorageView:
         if not isinstance(pid, tuple) or not pid:
-            raise CheckpointError(f"unsupported persistent id {pid!r:.80} in {path}")
+            raise CheckpointError(f"unsupported persistent id {brief(pid)} in {path}")
         typename = _as_str(pid[0])
         if typename == "module":
             raise UnsafeCheckpointError(
@@ -210,16 +263,16 @@ def _load_legacy(path: str, data: bytes) -> object:
                 "checkpoints may only contain tensors and plain containers"
             )
         if typename != "storage" or len(pid) != 6:
-            raise CheckpointError(f"unsupported persistent id {pid!r:.80} in {path}")
+            raise CheckpointError(f"unsupported persistent id {brief(pid)} in {path}")
         _, stype, root_key, _location, numel, view_metadata = pid
         stype = _storage_type(stype, path)
         root_key = _as_str(root_key)
         if not isinstance(root_key, str):
-            raise CheckpointError(f"invalid storage key {root_key!r:.60} in {path}")
+            raise CheckpointError(f"invalid storage key {brief(root_key)} in {path}")
         numel = _check_count(numel, "storage size", path)
         if numel * stype.itemsize > len(data):
             raise CheckpointError(
-                f"storage {root_key!r} in {path} claims {numel} elements, "
+                f"storage {brief(root_key)} in {path} claims {numel} elements, "
                 f"more than the file's {len(data)} bytes"
             )
         root = roots.get(root_key)
@@ -249,20 +302,20 @@ def _load_legacy(path: str, data: bytes) -> object:
         key = _as_str(key)
         storage = roots.get(key)
         if storage is None:
-            raise CheckpointError(f"{path}: storage key {key!r} in the key list was never referenced")
+            raise CheckpointError(f"{path}: storage key {brief(key)} in the key list was never referenced")
         if pos + 8 > len(data):
-            raise CheckpointError(f"{path} is truncated: storage {key!r} is missing")
+            raise CheckpointError(f"{path} is truncated: storage {brief(key)} is missing")
         numel = int.from_bytes(data[pos : pos + 8], "little", signed=True)
         pos += 8
         if numel != storage.numel:
             raise CheckpointError(
-                f"{path}: storage {key!r} on disk holds {numel} elements "
+                f"{path}: storage {brief(key)} on disk holds {numel} elements "
                 f"but the pickle expects {storage.numel}"
             )
         nbytes = storage.nbytes
         if pos + nbytes > len(data):
             raise CheckpointError(
-                f"{path} is truncated: storage {key!r} needs {nbytes} bytes, {len(data) - pos} remain"
+                f"{path} is truncated: storage {brief(key)} needs {nbytes} bytes, {len(data) - pos} remain"
             )
         storage.set_data(buf[pos : pos + nbytes])
         pos += nbytes
@@ -338,9 +391,9 @@ def _check_state_dict(sd: object, what: str) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{what} is a {type(sd).__name__}, not a mapping of parameter names to arrays")
     for key, value in sd.items():
         if not isinstance(key, str):
-            raise CheckpointError(f"{what} has a non-string key {key!r:.60}")
+            raise CheckpointError(f"{what} has a non-string key {brief(key)}")
         if not isinstance(value, np.ndarray):
-            raise CheckpointError(f"{what}: entry {key!r} is a {type(value).__name__}, not an array")
+            raise CheckpointError(f"{what}: entry {brief(key)} is a {type(value).__name__}, not an array")
     return dict(sd)  # type: ignore[arg-type]
 
 

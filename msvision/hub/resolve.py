@@ -308,6 +308,12 @@ def read_configuration(model_dir) -> dict:
         raise InvalidModelError(f"{str(path)!r} is not UTF-8 text: {e}") from e
     except json.JSONDecodeError as e:
         raise InvalidModelError(f"{str(path)!r} is not valid JSON: {e}") from e
+    except RecursionError:
+        raise InvalidModelError(
+            f"{str(path)!r} nests its JSON values too deeply to be a configuration"
+        ) from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise InvalidModelError(f"{str(path)!r} holds a value that cannot be read: {e}") from None
     if not isinstance(cfg, dict):
         raise InvalidModelError(f"{str(path)!r} must hold a JSON object, found {type(cfg).__name__}")
     task = cfg.get("task")

@@ -16,17 +16,23 @@ wrap larger integers modulo 256 and turn 0..1 float images black). Anything else
 :class:`~msvision.errors.InvalidInputError`, as do 2- or 4-channel arrays (ModelScope reverses all channels of a
 BGRA array and keeps the first three, i.e. returns alpha, red and green as RGB).
 
-Images above ``MSVISION_MAX_IMAGE_PIXELS`` pixels (default 178956970, PIL's decompression-bomb error limit;
-``none`` disables msvision's check) are rejected before they are decoded.
+Images above ``MSVISION_MAX_IMAGE_PIXELS`` pixels (default 89478485 = PIL's ``MAX_IMAGE_PIXELS``, above which it
+warns of a decompression bomb; ``none`` disables msvision's check) are rejected before they are decoded, from
+their header. URLs are downloaded within ``DOWNLOAD_TIMEOUT_S`` (30 s) overall and ``MAX_DOWNLOAD_BYTES``
+(64 MiB).
 """
 
 from __future__ import annotations
 
 import errno
+import http.client
 import io
 import os
+import socket
+import threading
 import urllib.error
 import urllib.request
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -42,7 +48,7 @@ __all__ = [
     "max_image_pixels",
 ]
 
-DEFAULT_MAX_IMAGE_PIXELS = 178956970  # == 2 * PIL.Image.MAX_IMAGE_PIXELS (PIL's DecompressionBombError limit)
+DEFAULT_MAX_IMAGE_PIXELS = 89478485  # PIL.Image.MAX_IMAGE_PIXELS (above it PIL warns of a decompression bomb)
 MAX_PIXELS_ENV = "MSVISION_MAX_IMAGE_PIXELS"
 DOWNLOAD_TIMEOUT_S = 30
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
@@ -51,7 +57,7 @@ _ACCEPTED = "a str (image file path or http(s) URL), an os.PathLike, a PIL.Image
 
 
 def max_image_pixels() -> int | None:
-    """The pixel limit from ``$MSVISION_MAX_IMAGE_PIXELS`` (default 178956970); ``None`` means no limit."""
+    """The pixel limit from ``$MSVISION_MAX_IMAGE_PIXELS`` (default 89478485); ``None`` means no limit."""
     raw = os.environ.get(MAX_PIXELS_ENV)
     if raw is None or not raw.strip():
         return DEFAULT_MAX_IMAGE_PIXELS
@@ -84,33 +90,112 @@ def _is_url(s: str) -> bool:
     return head.startswith(("http://", "https://"))
 
 
+class _Deadline:
+    """Closes every connection a download opened once ``seconds`` have passed, so that a server that trickles
+    bytes (each one arriving before the per-read timeout) cannot keep the caller waiting: a blocked read then
+    returns at once. Used as a context manager around one download."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                self._expire()
+
+    def connection_class(self, base: type) -> type:
+        deadline = self
+
+        class _Watched(base):
+            def connect(self):
+                super().connect()
+                deadline.watch(self.sock)
+
+        return _Watched
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(self.deadline.connection_class(http.client.HTTPConnection), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req):
+        return self.do_open(
+            self.deadline.connection_class(http.client.HTTPSConnection), req, context=self._context
+        )
+
+
 def _download(url: str) -> bytes:
-    """Fetch ``url`` with urllib (timeout DOWNLOAD_TIMEOUT_S, at most MAX_DOWNLOAD_BYTES)."""
+    """Fetch ``url`` with urllib: all of it within DOWNLOAD_TIMEOUT_S seconds (connection, headers, redirects
+    and body together), at most MAX_DOWNLOAD_BYTES."""
     cap = MAX_DOWNLOAD_BYTES
     req = urllib.request.Request(url, headers={"User-Agent": "msvision"})
-    try:
-        with urllib.request.urlopen(req, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-            length = resp.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) > cap:
+    with _Deadline(DOWNLOAD_TIMEOUT_S) as deadline:
+        opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline))
+        try:
+            with opener.open(req, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+                length = resp.headers.get("Content-Length")
+                if length is not None and length.isdigit() and int(length) > cap:
+                    raise InvalidInputError(
+                        f"image at {url} is {int(length)} bytes, more than the download limit of {cap} bytes"
+                    )
+                chunks = []
+                total = 0
+                while True:
+                    chunk = resp.read1(min(1 << 20, cap + 1 - total))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    total += len(chunk)
+                    if total > cap:
+                        raise InvalidInputError(
+                            f"image at {url} is more than the download limit of {cap} bytes"
+                        )
+                if deadline.expired:  # the connection was cut: what arrived is incomplete
+                    raise TimeoutError("the connection was closed at the deadline")
+                return b"".join(chunks)
+        except InvalidInputError:
+            raise
+        except urllib.error.HTTPError as e:
+            raise InvalidInputError(f"could not download image {url}: HTTP {e.code} {e.reason}") from e
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # includes timeouts
+            if deadline.expired:
                 raise InvalidInputError(
-                    f"image at {url} is {int(length)} bytes, more than the download limit of {cap} bytes"
-                )
-            chunks = []
-            total = 0
-            while True:
-                chunk = resp.read(min(1 << 20, cap + 1 - total))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > cap:
-                    raise InvalidInputError(f"image at {url} is more than the download limit of {cap} bytes")
-            return b"".join(chunks)
-    except urllib.error.HTTPError as e:
-        raise InvalidInputError(f"could not download image {url}: HTTP {e.code} {e.reason}") from e
-    except (urllib.error.URLError, OSError) as e:  # includes timeouts
-        reason = getattr(e, "reason", e)
-        raise InvalidInputError(f"could not download image {url}: {reason}") from e
+                    f"could not download image {url}: it did not arrive within {DOWNLOAD_TIMEOUT_S} s"
+                ) from None
+            reason = getattr(e, "reason", e)
+            raise InvalidInputError(f"could not download image {url}: {reason}") from e
 
 
 def _bomb_error(label: str, detail: str) -> InvalidInputError:
@@ -124,7 +209,9 @@ def _bomb_error(label: str, detail: str) -> InvalidInputError:
 def _decode(fp, label: str) -> Image.Image:
     """Decode an open binary file like ModelScope's LoadImage: open, exif_transpose, convert('RGB')."""
     try:
-        img = Image.open(fp)
+        with warnings.catch_warnings():  # msvision's own pixel limit (below) decides, with a clearer message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fp)
     except Image.DecompressionBombError as e:
         raise _bomb_error(label, str(e)) from None
     except MemoryError:
