@@ -793,9 +793,11 @@ static msv_status plan_conv(builder *b, const msv_node *n) {
     const_dnnl_memory_desc_t srcs[2] = {b->p->entries[src].md, sany};
     const_dnnl_memory_desc_t dsts[3] = {dst_hint, dpref, dany};
     dnnl_primitive_desc_t fallback = NULL;
+    int fallback_entries[MSV_MAX_POST_OPS]; /* the operands the fallback's post-ops were described with */
     for (int j = 0; j < 3 && !pd; j++) /* the output layout matters most: it is what every consumer reads */
         for (int i = 0; i < 2 && !pd; i++)
             pd = conv_candidate(n, deconv, srcs[i], wany, bmd, dsts[j], strides, dil, pl, pr, attr, &fallback);
+    memcpy(fallback_entries, operand_entries, sizeof operand_entries);
     if (!pd && n->n_post > 0) {
         /* Fused operands in a layout no fast kernel takes: ask for the natural layout without them, then
          * bring each full-size operand into that layout (an edge reorder, e.g. of the network input). */
@@ -818,7 +820,9 @@ static msv_status plan_conv(builder *b, const msv_node *n) {
             if (attr2 && build_post_ops_with(b, n, attr2, operand_entries)) {
                 dnnl_primitive_attr_destroy(attr);
                 attr = attr2;
+                const int had_fallback = fallback != NULL;
                 pd = conv_candidate(n, deconv, natural_src, wany, bmd, natural, strides, dil, pl, pr, attr, &fallback);
+                if (!had_fallback) memcpy(fallback_entries, operand_entries, sizeof operand_entries);
             } else if (attr2) {
                 dnnl_primitive_attr_destroy(attr2);
             }
@@ -826,9 +830,10 @@ static msv_status plan_conv(builder *b, const msv_node *n) {
         }
     }
     dnnl_memory_desc_destroy(dpref);
-    if (!pd) {
+    if (!pd) { /* a reference implementation, whose post-ops read the operands it was described with */
         pd = fallback;
         fallback = NULL;
+        memcpy(operand_entries, fallback_entries, sizeof operand_entries);
     }
     if (fallback) dnnl_primitive_desc_destroy(fallback);
     if (!pd) {
