@@ -48,7 +48,7 @@ sanitizer_flags = (
 )
 optimize = ["-O1", "-g"] if sanitize else ["-O3"]
 
-sources = sorted(glob.glob("csrc/core/*.c") + glob.glob("csrc/backend/*.c") + glob.glob("csrc/models/*.c"))
+sources = sorted(glob.glob("csrc/core/*.c") + glob.glob("csrc/backend/*.c"))
 sources.append("csrc/binding/module.c")
 
 extension = Extension(

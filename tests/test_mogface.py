@@ -23,7 +23,6 @@ from PIL import Image
 import msvision
 from msvision.errors import ImageDecodeError, InvalidInputError, InvalidModelError, ModelNotFoundError
 from msvision.models.mogface import priors
-from msvision.pipelines.cv.mog_face_detection_pipeline import resize_like_cv2
 
 THRESHOLD = 0.82
 
@@ -253,39 +252,6 @@ def test_input_kinds_match_modelscope(ours, theirs, photos):
 # ------------------------------------------------------------------ building blocks
 
 
-def test_resize_matches_cv2():
-    """resize_like_cv2 == cv2.resize(img, (0, 0), fx=s, fy=s) (INTER_LINEAR, float32). Where OpenCV runs it
-    through Intel IPP (the opencv-python x86 wheels) it is bit-identical on these shapes and within 2 float32
-    ulps in general (see its docstring); OpenCV's own code path differs from IPP's by float rounding."""
-    import cv2
-
-    rng = np.random.default_rng(0)
-    exact = [
-        (1600, 203),
-        (1501, 37),
-        (1777, 1603),
-        (2000, 1000),
-        (1503, 2000),
-        (40, 3000),
-        (1, 1600),
-        (1600, 1),
-    ]
-    close = [(2, 1600), (3, 2407), (1768, 3288)]
-    for h, w in exact + close:
-        img = (rng.random((h, w, 3)) * 255).astype(np.float32)
-        s = 1000.0 / max(h, w)
-        ref = cv2.resize(img, (0, 0), fx=s, fy=s)
-        got = resize_like_cv2(img, s)
-        assert got.shape == ref.shape and got.dtype == np.float32
-        diff = np.abs(got - ref).max()
-        if not cv2.ipp.useIPP():
-            assert diff < 0.05, (h, w)
-        elif (h, w) in exact:
-            assert diff == 0, (h, w, diff)
-        else:
-            assert diff <= 3.1e-5, (h, w, diff)
-
-
 def test_priors_match_modelscope():
     from modelscope.models.cv.face_detection.mogface.models.utils import MogPriorBox
 
@@ -323,7 +289,7 @@ def test_one_graph_serves_every_size(size, theirs, ours, monkeypatch, capfd):
             h.remove()
     monkeypatch.setenv("MSVISION_VERBOSE", "1")  # a new size: its plan lists the steps
     capfd.readouterr()
-    maps = ours.model.run(x, threads=2)
+    maps = ours.model.run(x)
     if size in ONE_GRAPH_SIZES[:2]:
         assert "winograd convolution" in capfd.readouterr().err
     assert ours.model.graph is graph

@@ -17,7 +17,6 @@ from fixtures import skimage_photo
 from PIL import Image
 
 import msvision
-from msvision._native import _C
 from msvision.checkpoint import load_npy
 from msvision.errors import InvalidInputError, InvalidModelError, ModelNotFoundError
 from msvision.models import mtcnn as mtcnn_model
@@ -136,8 +135,8 @@ def test_raw_networks_match_torch(model_dir, net, shape):
 
     rng = np.random.default_rng(sum(shape))
     x = rng.uniform(-1, 1, shape).astype(np.float32)
-    graph = _C.build_model(f"mtcnn_{net}", {}, load_npy(os.path.join(model_dir, "weights", f"{net}.npy")))
-    got = graph.run([x], threads=2)
+    network = {"pnet": mtcnn_model.PNet, "rnet": mtcnn_model.RNet, "onet": mtcnn_model.ONet}[net]
+    got = network(model_dir, None, threads=2).run(x)
     with torch.no_grad():
         want = [t.numpy() for t in _torch_nets(model_dir)[net](torch.from_numpy(x))]
     assert len(got) == len(want)
@@ -148,8 +147,8 @@ def test_raw_networks_match_torch(model_dir, net, shape):
 def test_batched_patches_equal_one_run(model_dir):
     det = mtcnn_model.MtcnnDetector(model_dir, threads=2)
     x = np.random.default_rng(0).uniform(-1, 1, (300, 3, 24, 24)).astype(np.float32)  # 256 + 32 + 12 (padded)
-    batched = det._run_batched("rnet", x)
-    single = [o.reshape(300, -1) for o in det.graphs["rnet"][0].run([x], threads=2)]
+    batched = det._run_batched(det.rnet, x)
+    single = [o.reshape(300, -1) for o in det.rnet.run(x)]
     for a, b in zip(batched, single):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -160,10 +159,10 @@ def test_pyramid_beyond_eight_levels(model_dir, shared_dir):
     assert len(mtcnn_model.pyramid_scales(1280, 720)) == 11
     rgb = np.asarray(Image.open(shared_dir / FACES / "office2.jpg").convert("RGB"))
     first = det.detect(rgb)
-    assert len(det.graphs["pnet"]) == 2
-    counts = [g.primitive_count for g in det.graphs["pnet"]]
+    assert len(det.pnets) == 2
+    counts = [p.primitive_count for p in det.pnets]
     second = det.detect(rgb)
-    assert [g.primitive_count for g in det.graphs["pnet"]] == counts
+    assert [p.primitive_count for p in det.pnets] == counts
     np.testing.assert_array_equal(first[0], second[0])
 
 

@@ -2,8 +2,7 @@
  * module.c - msvision._C: the one CPython/NumPy binding of the C core (the only file that includes Python.h).
  *
  *   build_info() -> dict
- *   build_model(arch, settings: dict[str, number | list[number]], weights: dict[str, ndarray]) -> Graph
- *   Graph()  - an empty graph to assemble op by op (tests and experiments; models come from build_model)
+ *   Graph()  - an empty graph to assemble op by op (the networks in msvision/models/ build theirs with it)
  *   Graph.run(inputs: list[ndarray NCHW], threads=0) -> list[ndarray NCHW float32]
  *
  * Errors: WeightError (missing / misshapen weight, bad settings), ShapeError (input the graph cannot take), both
@@ -435,114 +434,6 @@ static PyTypeObject GraphType = {
     .tp_new = Graph_new,
 };
 
-/* ------------------------------------------------------------------ build_model */
-
-static int fill_settings(msv_settings *s, PyObject *dict, msv_error *err) {
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(dict, &pos, &key, &value)) {
-        const char *name = PyUnicode_AsUTF8(key);
-        if (!name) return 0;
-        double vals[64];
-        int n = 0;
-        if (PyList_Check(value) || PyTuple_Check(value)) {
-            Py_ssize_t len = PySequence_Size(value);
-            if (len > 64) {
-                PyErr_Format(WeightError, "setting '%s' has too many values", name);
-                return 0;
-            }
-            for (Py_ssize_t i = 0; i < len; i++) {
-                PyObject *item = PySequence_GetItem(value, i);
-                vals[n++] = item ? PyFloat_AsDouble(item) : -1;
-                Py_XDECREF(item);
-            }
-        } else {
-            vals[n++] = PyFloat_AsDouble(value);
-        }
-        if (PyErr_Occurred()) {
-            PyErr_Clear();
-            PyErr_Format(WeightError, "setting '%s' must be a number or a list of numbers", name);
-            return 0;
-        }
-        if (msv_settings_set(s, name, n, vals, err) != MSV_OK) {
-            raise_status(err);
-            return 0;
-        }
-    }
-    return 1;
-}
-
-static PyObject *py_build_model(PyObject *mod, PyObject *args) {
-    (void)mod;
-    const char *arch;
-    PyObject *settings_dict, *weights_dict;
-    if (!PyArg_ParseTuple(args, "sO!O!", &arch, &PyDict_Type, &settings_dict, &PyDict_Type, &weights_dict)) return NULL;
-    msv_error err = {0};
-    msv_settings *settings = NULL;
-    msv_weights *weights = NULL;
-    PyObject *keep = PyList_New(0), *result = NULL;
-    if (!keep) return NULL;
-    if (msv_settings_create(&settings, &err) != MSV_OK || msv_weights_create(&weights, &err) != MSV_OK) {
-        raise_status(&err);
-        goto done;
-    }
-    if (!fill_settings(settings, settings_dict, &err)) goto done;
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(weights_dict, &pos, &key, &value)) {
-        const char *name = PyUnicode_AsUTF8(key);
-        if (!name) goto done;
-        PyArrayObject *a = as_f32(value, "a weight");
-        if (!a) goto done;
-        int ok = PyList_Append(keep, (PyObject *)a) == 0;
-        Py_DECREF(a);
-        if (!ok) goto done;
-        msv_shape s;
-        if (!shape_of(a, &s)) {
-            s.ndims = 1;
-            s.dims[0] = 1; /* scalars become one-element vectors */
-            if (PyArray_NDIM(a) != 0) {
-                PyErr_Format(WeightError, "weight '%s' has too many dimensions", name);
-                goto done;
-            }
-        }
-        if (msv_weights_add(weights, name, s, (const float *)PyArray_DATA(a), &err) != MSV_OK) {
-            raise_status(&err);
-            goto done;
-        }
-    }
-    msv_graph *graph = NULL;
-    msv_status st;
-    Py_BEGIN_ALLOW_THREADS st = msv_model_build(arch, settings, weights, &graph, &err);
-    Py_END_ALLOW_THREADS if (st != MSV_OK) {
-        raise_status(&err);
-        goto done;
-    }
-    const char *unused[4];
-    int n_unused = msv_weights_unused(weights, unused, 4);
-    if (n_unused > 0) { /* like torch's strict load_state_dict: a checkpoint for another network is an error */
-        msv_graph_destroy(graph);
-        char msg[600];
-        snprintf(msg, sizeof msg, "%d weight(s) in the checkpoint do not belong to this %s network: '%s'%s%s%s%s",
-                 n_unused, arch, unused[0], n_unused > 1 ? ", '" : "", n_unused > 1 ? unused[1] : "",
-                 n_unused > 1 ? "'" : "", n_unused > 2 ? ", ..." : "");
-        PyErr_SetString(WeightError, msg);
-        goto done;
-    }
-    GraphObject *g = (GraphObject *)GraphType.tp_alloc(&GraphType, 0);
-    if (!g) {
-        msv_graph_destroy(graph);
-        goto done;
-    }
-    g->graph = graph;
-    result = (PyObject *)g;
-done:
-    msv_weights_destroy(weights);
-    msv_settings_destroy(settings);
-    Py_DECREF(keep);
-    return result;
-}
-
 static PyObject *py_build_info(PyObject *mod, PyObject *noargs) {
     (void)mod;
     (void)noargs;
@@ -626,7 +517,6 @@ static PyMethodDef module_methods[] = {
      "nms(boxes, scores, iou_threshold, mode='union', offset=0.0, max_keep=-1, eps=0.0) -> kept indices (int64)"},
     {"decode_center_size", py_decode_center_size, METH_VARARGS,
      "decode_center_size(loc, priors, v0, v1) -> boxes x1 y1 x2 y2"},
-    {"build_model", py_build_model, METH_VARARGS, "build_model(arch, settings, weights) -> Graph"},
     {"build_info", py_build_info, METH_NOARGS, "oneDNN version, CPU runtime, effective ISA, threads"},
     {NULL, NULL, 0, NULL},
 };

@@ -12,7 +12,6 @@
  *  - Builder calls (msv_conv2d, ...) return a tensor id >= 0, or -1 after the first error, which the graph
  *    keeps ("sticky") and msv_graph_finalize() reports; builders need not check every call.
  * Ownership
- *  - msv_weights borrows the caller's arrays: they must outlive model creation, not the model.
  *  - A graph copies (and transforms) every constant it keeps; it owns all its oneDNN objects.
  *  - msv_graph_run() reads and writes caller-owned NCHW float32 buffers.
  * Thread safety: a graph may be run from several threads; runs of one graph are serialised internally.
@@ -59,26 +58,6 @@ typedef struct msv_build_info {
     int max_threads;
 } msv_build_info;
 void msv_get_build_info(msv_build_info *info);
-
-/* ---- named weights (borrowed float32 arrays, C-contiguous) ---- */
-typedef struct msv_weights msv_weights;
-msv_status msv_weights_create(msv_weights **out, msv_error *err);
-void msv_weights_destroy(msv_weights *w);
-msv_status msv_weights_add(msv_weights *w, const char *name, msv_shape shape, const float *data, msv_error *err);
-/* Looks a weight up and checks its shape; shape entries < 0 match anything. */
-const float *msv_weights_get(const msv_weights *w, const char *name, msv_shape expected, msv_error *err);
-int msv_weights_has(const msv_weights *w, const char *name);
-/* Names of weights no builder looked up (a checkpoint that does not fit the architecture); returns the count
- * and stores up to cap names (borrowed from the table). */
-int msv_weights_unused(const msv_weights *w, const char **names, int cap);
-
-/* ---- integer/float settings of an architecture (e.g. NAFNet widths) ---- */
-typedef struct msv_settings msv_settings;
-msv_status msv_settings_create(msv_settings **out, msv_error *err);
-void msv_settings_destroy(msv_settings *s);
-msv_status msv_settings_set(msv_settings *s, const char *name, int n, const double *values, msv_error *err);
-/* Returns the number of values (0 when absent) and copies up to cap of them. */
-int msv_settings_get(const msv_settings *s, const char *name, double *values, int cap);
 
 /* ---- graph building ---- */
 typedef struct msv_graph msv_graph;
@@ -194,11 +173,6 @@ int64_t msv_nms(const float *boxes, const float *scores, int64_t n, float iou_th
 /* SSD center-size decoding: out = corners of (p.c + loc.c * v0 * p.wh, p.wh * exp(loc.wh * v1)), per box;
  * loc and priors are n x 4 (cx, cy, w, h), out n x 4 (x1, y1, x2, y2). */
 void msv_decode_center_size(const float *loc, const float *priors, int64_t n, float v0, float v1, float *out);
-
-/* ---- architectures (csrc/models/) ---- */
-/* Builds, finalizes and returns the graph of architecture `arch` (e.g. "nafnet"). */
-msv_status msv_model_build(const char *arch, const msv_settings *settings, const msv_weights *weights, msv_graph **out,
-                           msv_error *err);
 
 #ifdef __cplusplus
 }

@@ -4,20 +4,17 @@ The weights are ``pytorch_model.pt``, the flat state dict of ModelScope's ``MogF
 LFPN, MogPredNet) that ``MogFaceDetector`` hands to ``load_state_dict``. The configuration carries no
 hyper-parameters (ModelScope's detector always builds the same network).
 
-The graph (csrc/models/mogface.c) maps a (1, 3, H, W) normalised RGB image of any size to 12 maps: per level
+The graph (:class:`MogFace`) maps a (1, 3, H, W) normalised RGB image of any size to 12 maps: per level
 (strides 4, 8, 16, 32, 64, 128) sigmoid(cls) (1 channel) and loc (4 channels).
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from .._native import _C
-from ..checkpoint import CheckpointError, load_torch, state_dict_from
-from ..errors import InvalidModelError, ModelNotFoundError
+from ..graph import Builder
 from ..utils.constant import ModelFile
+from .base import Model, torch_state_dict, weight_file
 
 LAYERS = [3, 4, 23, 3]  # ResNet-101, as ModelScope's MogFace() builds it
 STRIDES = (4, 8, 16, 32, 64, 128)
@@ -56,26 +53,149 @@ def priors(height: int, width: int) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
-def load_state(model_dir: str) -> dict[str, np.ndarray]:
-    path = os.path.join(model_dir, ModelFile.TORCH_MODEL_FILE)
-    if not os.path.isfile(path):
-        raise ModelNotFoundError(f"{model_dir}: missing weight file {ModelFile.TORCH_MODEL_FILE}")
-    try:
-        # MogFaceDetector.load_model passes torch.load's result straight to load_state_dict: a flat state dict
-        return state_dict_from(load_torch(path), param_key=None)
-    except CheckpointError as e:
-        raise InvalidModelError(f"{path}: {e}") from e
+BN_EPS = 1e-5
+GN_EPS = 1e-5
+GN_GROUPS = 16
+FPN_CH = 256
+HEAD_CH = 512
+SSH_CONVS = (  # pred_net.conv_SSH.<name>: in, out, dilation (3x3, padding = dilation)
+    ("conv1", FPN_CH, HEAD_CH // 2, 1),
+    ("conv2", FPN_CH, HEAD_CH // 4, 2),
+    ("conv2_1", HEAD_CH // 4, HEAD_CH // 4, 1),
+    ("conv2_2", HEAD_CH // 4, HEAD_CH // 4, 2),
+    ("conv2_2_1", HEAD_CH // 4, HEAD_CH // 4, 1),
+)
+DSFD_IN = (256, 512, 1024, 2048, 256, 256)  # fpn.dsfd_modules.i: computed by ModelScope's LFPN, never used
 
 
-class MogFace:
-    """A loaded MogFace network: ``run(x)`` maps (1, 3, H, W) float32 to the 12 per-level output maps."""
+def _bottleneck(b: Builder, x, prefix: str, planes: int, stride: int, downsample: bool):
+    """torchvision's Bottleneck (expansion 4, stride on the 3x3); the residual add and the last ReLU become
+    post-ops of conv3."""
+    y = b.conv_bn(x, f"{prefix}.conv1", f"{prefix}.bn1", planes, 1, eps=BN_EPS, act="relu")
+    y = b.conv_bn(
+        y, f"{prefix}.conv2", f"{prefix}.bn2", planes, 3, stride=stride, padding=1, eps=BN_EPS, act="relu"
+    )
+    y = b.conv_bn(y, f"{prefix}.conv3", f"{prefix}.bn3", planes * 4, 1, eps=BN_EPS)
+    if downsample:
+        x = b.conv_bn(
+            x, f"{prefix}.downsample.0", f"{prefix}.downsample.1", planes * 4, 1, stride=stride, eps=BN_EPS
+        )
+    return b.act(b.g.binary(y, x, op="add"), "relu")
 
-    def __init__(self, model_dir: str, config: dict | None = None):
-        self.weights_path = os.path.join(model_dir, ModelFile.TORCH_MODEL_FILE)
-        try:  # the graph copies the weights: the state dict is dropped once it is built
-            self.graph = _C.build_model("mogface", {"layers": LAYERS}, load_state(model_dir))
-        except _C.WeightError as e:
-            raise InvalidModelError(f"{self.weights_path}: {e}") from None
 
-    def run(self, x: np.ndarray, threads: int) -> list[np.ndarray]:
-        return self.graph.run([x], threads=threads)
+def _fuse(b: Builder, up, main, name: str):
+    """FeatureFusion: main_conv(main) + bilinear x2 of up cropped to main's size (one resize_like op: up2(x)
+    keeps one row or column more than main exactly when main's size is odd)."""
+    m = b.conv(main, f"fpn.{name}.main_conv", FPN_CH, 1)
+    return b.g.binary(m, b.g.resize_like(up, main, mode="bilinear", scale=2.0), op="add")
+
+
+class _PredNet:
+    """MogPredNet's weights, shared by the six levels (graph constants created once)."""
+
+    def __init__(self, b: Builder):
+        self.b = b
+        self.ssh = [
+            (
+                b.const(f"pred_net.conv_SSH.{n}.weight", (o, i, 3, 3)),
+                b.const(f"pred_net.conv_SSH.{n}.bias", (o,)),
+                d,
+            )
+            for n, i, o, d in SSH_CONVS
+        ]
+        self.heads = []
+        for head, out in (("deep_cls_head", 1), ("deep_loc_head", 4)):
+            p = f"pred_net.{head}"
+            conv1 = (
+                b.const(f"{p}.conv1.weight", (HEAD_CH, HEAD_CH, 3, 3)),
+                b.const(f"{p}.conv1.bias", (HEAD_CH,)),
+            )
+            for k in (2, 3, 4):  # defined by DeepHead, never called by its forward
+                b.w.skip(f"{p}.conv{k}.weight", (HEAD_CH, HEAD_CH, 3, 3))
+                b.w.skip(f"{p}.conv{k}.bias", (HEAD_CH,))
+            norms = [
+                (b.const(f"{p}.gn{k}.weight", (HEAD_CH,)), b.const(f"{p}.gn{k}.bias", (HEAD_CH,)))
+                for k in (1, 2, 3, 4)
+            ]
+            pred = "pred_net.pred_cls" if out == 1 else "pred_net.pred_loc"
+            final = (b.const(f"{pred}.weight", (out, HEAD_CH, 3, 3)), b.const(f"{pred}.bias", (out,)))
+            self.heads.append((conv1, norms, final))
+
+    def level(self, x) -> list:
+        """sigmoid(cls) and loc of one level. The deep head applies the SAME conv1 four times (as ModelScope's
+        DeepHead does), each followed by its own GroupNorm + ReLU."""
+        g = self.b.g
+
+        def conv(x, wb, dilation=1):
+            return g.conv2d(x, wb[0], bias=wb[1], padding=dilation, dilation=dilation)
+
+        relu = lambda x: g.eltwise(x, "relu")  # noqa: E731
+        s1, s2, s21, s22, s221 = ((w, bias) for w, bias, _ in self.ssh)
+        x1 = relu(conv(x, s1))
+        x2 = relu(conv(x, s2, dilation=2))
+        x21 = relu(conv(x2, s21))
+        x22 = relu(conv(relu(conv(x2, s22, dilation=2)), s221))
+        context = g.concat([x1, x21, x22])
+        outs = []
+        for conv1, norms, final in self.heads:
+            y = context
+            for scale, shift in norms:
+                y = relu(g.group_norm(conv(y, conv1), groups=GN_GROUPS, scale=scale, shift=shift, eps=GN_EPS))
+            outs.append(conv(y, final))
+        outs[0] = g.eltwise(outs[0], "sigmoid")
+        return outs
+
+
+class MogFace(Model):
+    """The MogFace network: ``run(x)`` maps (1, 3, H, W) float32 to the 12 per-level maps: per level (strides 4,
+    8, ..., 128) sigmoid(cls) (1 channel) then loc (4 channels).
+
+    ResNet-101 (BatchNorm folded into the convolutions) -> c2..c5; LFPN: c6 = [1x1 2048->512 + BN + ReLU,
+    3x3/2 -> 512 + BN + ReLU](c5), c7 likewise (-> 128 -> 256); 3x3 laterals of c5/c6/c7; p4 = fuse(c5_lat, c4),
+    p3 = fuse(p4, c3), p2 = fuse(p3, c2) and their 3x3 laterals; MogPredNet on [p2, p3, p4, c5_lat, c6_lat,
+    c7_lat]. The weights are the flat state dict ``MogFaceDetector`` hands to ``load_state_dict``."""
+
+    network = "mogface"
+
+    def read_weights(self, model_dir, config):
+        path = weight_file(model_dir, ModelFile.TORCH_MODEL_FILE)
+        return torch_state_dict(path, param_key=None), path
+
+    def build(self, b: Builder):
+        x = b.g.input(channels=3)
+        x = b.conv_bn(x, "backbone.conv1", "backbone.bn1", 64, 7, stride=2, padding=3, eps=BN_EPS, act="relu")
+        x = b.g.pool2d(x, kind="max", kernel=3, stride=2, padding=1)
+        features, inplanes = [], 64
+        for stage, blocks in enumerate(LAYERS):
+            planes = 64 << stage
+            for i in range(blocks):
+                stride = 2 if i == 0 and stage > 0 else 1
+                downsample = i == 0 and (stride != 1 or inplanes != planes * 4)
+                x = _bottleneck(b, x, f"backbone.layer{stage + 1}.{i}", planes, stride, downsample)
+            inplanes = planes * 4
+            features.append(x)
+        c2, c3, c4, c5 = features
+        c6 = b.conv_bn(c5, "fpn.c6.0", "fpn.c6.1", 512, 1, conv_bias=True, eps=BN_EPS, act="relu")
+        c6 = b.conv_bn(
+            c6, "fpn.c6.3", "fpn.c6.4", 512, 3, stride=2, padding=1, conv_bias=True, eps=BN_EPS, act="relu"
+        )
+        c7 = b.conv_bn(c6, "fpn.c7.0", "fpn.c7.1", 128, 1, conv_bias=True, eps=BN_EPS, act="relu")
+        c7 = b.conv_bn(
+            c7, "fpn.c7.3", "fpn.c7.4", 256, 3, stride=2, padding=1, conv_bias=True, eps=BN_EPS, act="relu"
+        )
+        c5_lat, c6_lat, c7_lat = (
+            b.conv(c, f"fpn.{n}", FPN_CH, 3, padding=1)
+            for c, n in ((c5, "c5_lat"), (c6, "c6_lat"), (c7, "c7_lat"))
+        )
+        for i, cin in enumerate(DSFD_IN):
+            b.w.skip(f"fpn.dsfd_modules.{i}.weight", (FPN_CH, cin, 3, 3))
+            b.w.skip(f"fpn.dsfd_modules.{i}.bias", (FPN_CH,))
+        p4 = _fuse(b, c5_lat, c4, "ff_c5_c4")
+        p3 = _fuse(b, p4, c3, "ff_c4_c3")
+        p2 = _fuse(b, p3, c2, "ff_c3_c2")
+        p2, p3, p4 = (
+            b.conv(p, f"fpn.{n}", FPN_CH, 3, padding=1)
+            for p, n in ((p2, "p2_lat"), (p3, "p3_lat"), (p4, "p4_lat"))
+        )
+        pred = _PredNet(b)
+        return [out for level in (p2, p3, p4, c5_lat, c6_lat, c7_lat) for out in pred.level(level)]

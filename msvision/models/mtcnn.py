@@ -21,14 +21,14 @@ arithmetic is reproduced step by step, including these quirks:
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from PIL import Image
 
 from .._native import _C
-from ..checkpoint import CheckpointError, load_npy
-from ..errors import InvalidInputError, InvalidModelError, ModelNotFoundError
+from ..errors import InvalidInputError
+from ..graph import Builder
+from .base import Model, npy_weights, weight_file
 
 MIN_FACE_SIZE = 20.0
 MIN_DETECTION_SIZE = 12
@@ -129,28 +129,91 @@ def pyramid_scales(width: int, height: int) -> list:
     return scales
 
 
-# ---- the model -------------------------------------------------------------------------------------------------
+# ---- the three networks ----------------------------------------------------------------------------------------
+#
+# Weights: the state dicts of ModelScope's PNet / RNet / ONet (weights/{pnet,rnet,onet}.npy): features.convK
+# (weight, bias), features.preluK.weight and the heads conv4_x (P-Net), conv5_x (R-Net), conv6_x (O-Net). Input:
+# (N, 3, H, W) images already normalised. Outputs in the torch modules' return order. The reference's Flatten
+# transposes (N, C, H, W) to (N, C, W, H) before flattening (the weights come from a Caffe model); our dense
+# layer flattens in (C, H, W) order, so the first dense weight's columns are permuted at load time.
 
-_NETS = ("pnet", "rnet", "onet")
+
+class _MtcnnNet(Model):
+    name = ""
+
+    def read_weights(self, model_dir, config):
+        path = weight_file(model_dir, "weights", f"{self.name}.npy")
+        return npy_weights(path), path
+
+    @staticmethod
+    def conv_prelu(b: Builder, x, i: int, out: int, k: int):
+        """features.conv<i> (k x k, stride 1, no padding) followed by features.prelu<i>."""
+        x = b.conv(x, f"features.conv{i}", out, k)
+        return b.g.prelu(x, b.const(f"features.prelu{i}.weight", (out,)))
+
+    @staticmethod
+    def max_pool(b: Builder, x, k: int, stride: int):
+        return b.g.pool2d(x, kind="max", kernel=k, stride=stride, ceil_mode=True)
+
+    @staticmethod
+    def dense(b: Builder, x, prefix: str, out: int, flatten_from=None):
+        """A dense layer on (N, in, 1, 1) or, with ``flatten_from=(c, h, w)``, on a flattened (c, h, w) map."""
+        if flatten_from is None:
+            w = b.w.take(f"{prefix}.weight", (out, b.channels(x)))
+        else:
+            c, h, w_ = flatten_from
+            w = b.w.take(f"{prefix}.weight", (out, c * h * w_))
+            w = np.ascontiguousarray(w.reshape(out, c, w_, h).transpose(0, 1, 3, 2).reshape(out, c * h * w_))
+        return b.g.linear(x, b.g.const(w), bias=b.const(f"{prefix}.bias", (out,)))
 
 
-def _load_weights(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise ModelNotFoundError(f"missing MTCNN weight file {path}")
-    try:
-        obj = load_npy(path)
-    except CheckpointError as e:
-        raise InvalidModelError(f"cannot read MTCNN weights: {e}") from e
-    except OSError as e:
-        raise InvalidModelError(f"cannot read MTCNN weights {path}: {e}") from e
-    if not isinstance(obj, dict):
-        raise InvalidModelError(f"{path}: expected a pickled dict of arrays, got {type(obj).__name__}")
-    weights = {}
-    for name, value in obj.items():
-        if not isinstance(name, str) or not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
-            raise InvalidModelError(f"{path}: entry {name!r} is not a numeric array")
-        weights[name] = np.ascontiguousarray(value, np.float32)
-    return weights
+class PNet(_MtcnnNet):
+    """Fully convolutional, any H, W >= 12: outputs conv4_2 (N, 4, h, w) box offsets and softmax(conv4_1)
+    (N, 2, h, w) face probabilities."""
+
+    network = name = "pnet"
+
+    def build(self, b: Builder):
+        x = b.g.input(channels=3)
+        x = self.conv_prelu(b, x, 1, 10, 3)
+        x = self.max_pool(b, x, 2, 2)
+        x = self.conv_prelu(b, x, 2, 16, 3)
+        x = self.conv_prelu(b, x, 3, 32, 3)
+        probs = b.g.softmax(b.conv(x, "conv4_1", 2, 1))
+        return [b.conv(x, "conv4_2", 4, 1), probs]
+
+
+class RNet(_MtcnnNet):
+    """24x24 patches -> conv5_2 (N, 4, 1, 1) offsets and softmax(conv5_1) (N, 2, 1, 1)."""
+
+    network = name = "rnet"
+
+    def build(self, b: Builder):
+        x = b.g.input(channels=3)  # 24 x 24
+        x = self.max_pool(b, self.conv_prelu(b, x, 1, 28, 3), 3, 2)  # 22 -> 11
+        x = self.max_pool(b, self.conv_prelu(b, x, 2, 48, 3), 3, 2)  # 9 -> 4
+        x = self.conv_prelu(b, x, 3, 64, 2)  # 3
+        x = self.dense(b, x, "features.conv4", 128, flatten_from=(64, 3, 3))
+        x = b.g.prelu(x, b.const("features.prelu4.weight", (128,)))
+        probs = b.g.softmax(self.dense(b, x, "conv5_1", 2))
+        return [self.dense(b, x, "conv5_2", 4), probs]
+
+
+class ONet(_MtcnnNet):
+    """48x48 patches -> conv6_3 (N, 10, 1, 1) landmarks, conv6_2 (N, 4, 1, 1) offsets, softmax(conv6_1)."""
+
+    network = name = "onet"
+
+    def build(self, b: Builder):
+        x = b.g.input(channels=3)  # 48 x 48
+        x = self.max_pool(b, self.conv_prelu(b, x, 1, 32, 3), 3, 2)  # 46 -> 23
+        x = self.max_pool(b, self.conv_prelu(b, x, 2, 64, 3), 3, 2)  # 21 -> 10
+        x = self.max_pool(b, self.conv_prelu(b, x, 3, 64, 3), 2, 2)  # 8 -> 4
+        x = self.conv_prelu(b, x, 4, 128, 2)  # 3
+        x = self.dense(b, x, "features.conv5", 256, flatten_from=(128, 3, 3))
+        x = b.g.prelu(x, b.const("features.prelu5.weight", (256,)))  # (dropout: identity)
+        probs = b.g.softmax(self.dense(b, x, "conv6_1", 2))
+        return [self.dense(b, x, "conv6_3", 10), self.dense(b, x, "conv6_2", 4), probs]
 
 
 class MtcnnDetector:
@@ -165,27 +228,18 @@ class MtcnnDetector:
     use at most 5 shapes and compute at most 15 padding patches."""
 
     def __init__(self, model_dir: str, threads: int):
+        self.model_dir = model_dir
         self.threads = threads
-        self.graphs = {}
-        self._pnet_weights = None
-        for net in _NETS:
-            path = os.path.join(model_dir, "weights", f"{net}.npy")
-            weights = _load_weights(path)
-            try:
-                self.graphs[net] = [_C.build_model(f"mtcnn_{net}", {}, weights)]
-            except (_C.WeightError, _C.ShapeError) as e:
-                raise InvalidModelError(f"{path}: {e}") from None
-            if net == "pnet":
-                self._pnet_weights = weights
+        self.pnets = [PNet(model_dir, None, threads)]
+        self.rnet = RNet(model_dir, None, threads)
+        self.onet = ONet(model_dir, None, threads)
 
     def _pnet(self, level: int):
-        graphs = self.graphs["pnet"]
-        while len(graphs) <= level // PLANS_PER_GRAPH:
-            graphs.append(_C.build_model("mtcnn_pnet", {}, self._pnet_weights))
-        return graphs[level // PLANS_PER_GRAPH]
+        while len(self.pnets) <= level // PLANS_PER_GRAPH:
+            self.pnets.append(PNet(self.model_dir, None, self.threads))
+        return self.pnets[level // PLANS_PER_GRAPH]
 
-    def _run_batched(self, net: str, patches: np.ndarray) -> list:
-        graph = self.graphs[net][0]
+    def _run_batched(self, net: Model, patches: np.ndarray) -> list:
         n = len(patches)
         outs = []
         start = 0
@@ -196,7 +250,7 @@ class MtcnnDetector:
             x = patches[start : start + take]
             if take < size:  # fewer than MIN_BATCH left: zero-pad, so that few shapes are ever planned
                 x = np.concatenate([x, np.zeros((size - take,) + x.shape[1:], np.float32)])
-            outs.append([o[:take] for o in graph.run([x], threads=self.threads)])
+            outs.append([o[:take] for o in net.run(x)])
             start += take
         return [np.concatenate([o[j] for o in outs]).reshape(n, -1) for j in range(len(outs[0]))]
 
@@ -205,7 +259,7 @@ class MtcnnDetector:
         width, height = image.size
         sw, sh = math.ceil(width * scale), math.ceil(height * scale)
         resized = np.asarray(image.resize((sw, sh), Image.BILINEAR))[None]
-        offsets, probs = self._pnet(level).run([_normalise(resized)], threads=self.threads)
+        offsets, probs = self._pnet(level).run(_normalise(resized))
         probs = probs[0, 1]
         iy, ix = np.nonzero(probs > THRESHOLDS[0])
         if iy.size == 0:
@@ -248,7 +302,7 @@ class MtcnnDetector:
         if len(boxes) == 0:
             return empty
         patches = _cut_patches(boxes, image, 24)
-        offsets, probs = self._run_batched("rnet", patches)
+        offsets, probs = self._run_batched(self.rnet, patches)
         keep = np.nonzero(probs[:, 1] > THRESHOLDS[1])[0]
         boxes = boxes[keep]
         boxes[:, 4] = probs[keep, 1]
@@ -262,7 +316,7 @@ class MtcnnDetector:
         if len(boxes) == 0:
             return empty
         patches = _cut_patches(boxes, image, 48)
-        landmarks, offsets, probs = self._run_batched("onet", patches)
+        landmarks, offsets, probs = self._run_batched(self.onet, patches)
         keep = np.nonzero(probs[:, 1] > THRESHOLDS[2])[0]
         boxes = boxes[keep]
         boxes[:, 4] = probs[keep, 1]

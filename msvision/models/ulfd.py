@@ -3,7 +3,7 @@ plus the detector's fixed pre-processing size, priors, decoding and hard NMS.
 
 Everything here follows modelscope/models/cv/face_detection/ulfd_slim/ (``define_img_size(640)``):
 - input: the BGR image resized to 640x480 (OpenCV bilinear, see the pipeline), ``(x - 127) / 128``;
-- network: Mb_Tiny backbone + SSD heads on 4 levels (csrc/models/ulfd.c), softmax over 2 classes;
+- network: Mb_Tiny backbone + SSD heads on 4 levels (``UlfdDetector.build``), softmax over 2 classes;
 - priors: feature maps 80x60, 40x30, 20x15, 10x8 (strides 8, 16, 32, 64), min boxes
   [10, 16, 24], [32, 48], [64, 96], [128, 192, 256] px, centre-size form normalised to the 640x480 input,
   clamped to [0, 1];
@@ -16,14 +16,14 @@ The weights file ``pytorch_model.pt`` is a plain (legacy-format) torch state dic
 straight to ``load_state_dict`` (no ``params`` selection); a leading ``module.`` is tolerated here.
 """
 
-import os
-
 import numpy as np
 
 from .._native import _C
-from ..checkpoint import CheckpointError, load_torch, state_dict_from
-from ..errors import InvalidModelError, ModelNotFoundError
+from ..checkpoint import CheckpointError
+from ..errors import InvalidModelError
+from ..graph import Builder
 from ..utils.constant import ModelFile
+from .base import Model, torch_state_dict, weight_file
 
 INPUT_WIDTH, INPUT_HEIGHT = 640, 480
 IMAGE_MEAN = 127.0
@@ -79,32 +79,87 @@ def hard_nms(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return order[kept]
 
 
-class UlfdDetector:
-    """A loaded ULFD network. ``detect(x, width, height)``: x is the (1, 3, 480, 640) normalised BGR input."""
+BASE_CHANNEL = 16
+BN_EPS = 1e-5
+# Mb_Tiny: layer i's output channels (x BASE_CHANNEL) and stride; layer 0 is conv_bn, the others conv_dw
+WIDTHS = (1, 2, 2, 2, 4, 4, 4, 4, 8, 8, 8, 16, 16)
+STRIDES = (2, 1, 2, 1, 2, 1, 1, 1, 2, 1, 1, 2, 1)
+# detection levels: the backbone layer each reads (None: the extras output), its channels, anchors per cell
+LEVEL_SOURCES = (7, 10, 12, None)
+LEVEL_WIDTHS = (4, 8, 16, 16)
+ANCHORS = tuple(len(m) for m in MIN_BOXES)
 
-    def __init__(self, model_dir: str, config: dict):
-        weights_path = os.path.join(model_dir, ModelFile.TORCH_MODEL_FILE)
-        if not os.path.isfile(weights_path):
-            raise ModelNotFoundError(f"{model_dir}: missing weight file {ModelFile.TORCH_MODEL_FILE}")
-        try:
-            checkpoint = load_torch(weights_path)
-        except CheckpointError as e:
-            raise InvalidModelError(str(e)) from e
-        try:
-            state = state_dict_from(checkpoint, param_key=None)
-        except CheckpointError as e:
-            raise InvalidModelError(
-                f"{weights_path}: {e} (ULFD expects a plain state dict of the network's weights)"
-            ) from e
-        try:
-            self.graph = _C.build_model("ulfd", {}, state)
-        except _C.WeightError as e:
-            raise InvalidModelError(f"{weights_path}: {e}") from None
+
+def _separable(b: Builder, x, prefix: str, out: int, stride: int = 1):
+    """SeperableConv2d(in, out, 3, stride, padding 1): ``<prefix>.0`` depthwise 3x3 with bias, ReLU, ``<prefix>.2``
+    1x1 with bias (no activation after it)."""
+    c = b.channels(x)
+    x = b.conv(x, f"{prefix}.0", c, 3, stride=stride, padding=1, groups=c, act="relu")
+    return b.conv(x, f"{prefix}.2", out, 1)
+
+
+class UlfdDetector(Model):
+    """The ULFD network. Input: (1, 3, 480, 640) normalised BGR (any size works); outputs, raw head maps in NCHW:
+    cls0, loc0, cls1, loc1, cls2, loc2, cls3, loc3, where cls_i has channel ``a * 2 + c`` for class c of anchor a
+    and loc_i channel ``a * 4 + k``. ``detect(x, width, height)`` decodes them."""
+
+    network = "ulfd"
+
+    def __init__(self, model_dir: str, config: dict, threads: int) -> None:
+        super().__init__(model_dir, config, threads)
         self.priors = make_priors()
 
-    def raw_outputs(self, x: np.ndarray, threads: int):
-        """The eight head outputs in NCHW: cls0, loc0, cls1, loc1, cls2, loc2, cls3, loc3."""
-        return self.graph.run([x], threads=threads)
+    def read_weights(self, model_dir, config):
+        path = weight_file(model_dir, ModelFile.TORCH_MODEL_FILE)
+        try:  # SSD.load passes the file straight to load_state_dict: a plain state dict
+            return torch_state_dict(path, param_key=None), path
+        except CheckpointError as e:
+            raise InvalidModelError(
+                f"{path}: {e} (ULFD expects a plain state dict of the network's weights)"
+            ) from e
+
+    def build(self, b: Builder):
+        bc = BASE_CHANNEL
+        x = b.g.input(channels=3)
+        x = b.conv_bn(
+            x,
+            "base_net.0.0",
+            "base_net.0.1",
+            bc * WIDTHS[0],
+            3,
+            stride=STRIDES[0],
+            padding=1,
+            eps=BN_EPS,
+            act="relu",
+        )
+        features = {}
+        for i in range(1, len(WIDTHS)):  # conv_dw: depthwise 3x3 + BN + ReLU, 1x1 + BN + ReLU
+            c = bc * WIDTHS[i - 1]
+            x = b.conv_bn(
+                x,
+                f"base_net.{i}.0",
+                f"base_net.{i}.1",
+                c,
+                3,
+                stride=STRIDES[i],
+                padding=1,
+                groups=c,
+                eps=BN_EPS,
+                act="relu",
+            )
+            x = b.conv_bn(x, f"base_net.{i}.3", f"base_net.{i}.4", bc * WIDTHS[i], 1, eps=BN_EPS, act="relu")
+            features[i] = x
+        x = b.conv(x, "extras.0.0", bc * 4, 1, act="relu")
+        features[None] = b.act(_separable(b, x, "extras.0.2", bc * 16, stride=2), "relu")
+        outputs = []
+        for level, source in enumerate(LEVEL_SOURCES):
+            for kind, per_anchor in (("classification_headers", NUM_CLASSES), ("regression_headers", 4)):
+                prefix, out = f"{kind}.{level}", ANCHORS[level] * per_anchor
+                if source is None:
+                    outputs.append(b.conv(features[source], prefix, out, 3, padding=1))
+                else:
+                    outputs.append(_separable(b, features[source], prefix, out))
+        return outputs
 
     @staticmethod
     def flatten_heads(outputs):
@@ -114,9 +169,9 @@ class UlfdDetector:
         loc = np.concatenate([o[0].transpose(1, 2, 0).reshape(-1, 4) for o in outputs[1::2]])
         return conf, loc
 
-    def detect(self, x: np.ndarray, width: int, height: int, threads: int):
+    def detect(self, x: np.ndarray, width: int, height: int):
         """-> (boxes (k, 4) float32 x1 y1 x2 y2 in original pixels, scores (k,) float32), best first."""
-        conf, loc = self.flatten_heads(self.raw_outputs(x, threads))
+        conf, loc = self.flatten_heads(self.run(x))
         # softmax over the two classes, keeping only the face probability
         m = np.maximum(conf[:, 0], conf[:, 1])
         e0, e1 = np.exp(conf[:, 0] - m), np.exp(conf[:, 1] - m)

@@ -42,7 +42,7 @@ def tile_plan(height: int, width: int):
 class ImageDenoisePipeline(Pipeline):
     def __init__(self, model_dir: str, config: dict, threads=None):
         super().__init__(model_dir, config, threads)
-        self.model = NAFNet(model_dir, config)
+        self.model = NAFNet(model_dir, config, self.threads)
 
     def preprocess(self, input):
         rgb = load_image_array(input)
@@ -54,7 +54,7 @@ class ImageDenoisePipeline(Pipeline):
         out = np.zeros_like(img)
         for (sy, sx), (dy, dx), (ry, rx) in tile_plan(*img.shape[2:]):
             tile = np.ascontiguousarray(img[:, :, sy, sx])
-            out[:, :, dy, dx] = self.model.run(tile, self.threads)[:, :, ry, rx]
+            out[:, :, dy, dx] = self.model.restore(tile)[:, :, ry, rx]
         return {"output_tensor": out}
 
     def postprocess(self, inputs):

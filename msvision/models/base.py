@@ -1,0 +1,87 @@
+"""The one way a network is loaded: model directory -> weights -> graph (built in Python on the C core) -> run.
+
+A model file subclasses :class:`Model` and states, in this order: its settings, the weights it takes by name with
+their expected shapes, and the graph (``build``). Loading errors are wrapped here, once: whatever goes wrong
+while reading or building becomes an :class:`~msvision.errors.InvalidModelError` naming the weight file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .._native import _C
+from ..checkpoint import CheckpointError, load_npy, load_torch, state_dict_from
+from ..errors import InvalidModelError, ModelNotFoundError
+from ..graph import Builder, Graph, Weights
+
+
+def weight_file(model_dir: str, *parts: str) -> str:
+    path = os.path.join(model_dir, *parts)
+    if not os.path.isfile(path):
+        raise ModelNotFoundError(f"{model_dir}: missing weight file {os.path.join(*parts)}")
+    return path
+
+
+def torch_state_dict(path: str, param_key: str | None) -> dict[str, np.ndarray]:
+    """A torch checkpoint's state dict, selected as ModelScope's loaders do (see ``state_dict_from``)."""
+    return state_dict_from(load_torch(path), param_key=param_key)
+
+
+def npy_weights(path: str) -> dict[str, np.ndarray]:
+    """A ``.npy`` file holding a pickled dict of numeric arrays (MTCNN's weight files)."""
+    try:
+        obj = load_npy(path)
+    except OSError as e:
+        raise InvalidModelError(f"cannot read {path}: {e}") from e
+    if not isinstance(obj, dict):
+        raise InvalidModelError(f"{path}: expected a pickled dict of arrays, got {type(obj).__name__}")
+    for name, value in obj.items():
+        if not isinstance(name, str) or not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+            raise InvalidModelError(f"{path}: entry {name!r} is not a numeric array")
+    return obj
+
+
+class Model:
+    """A network of a model directory, built once and run many times.
+
+    Subclasses set ``network`` (its name in messages) and implement ``read_weights(model_dir, config) -> (arrays,
+    weight file path)`` and ``build(b: Builder) -> [output tensors]``; ``run(*inputs)`` returns the outputs.
+    """
+
+    network = "network"
+
+    def __init__(self, model_dir: str, config: dict | None, threads: int) -> None:
+        self.model_dir = model_dir
+        self.config = config or {}
+        self.threads = threads
+        arrays, self.weights_path = self.read_weights(model_dir, self.config)
+        weights = Weights(arrays, self.weights_path, self.network)
+        del arrays
+        graph = Graph()
+        try:
+            outputs = self.build(Builder(graph, weights))
+            weights.check_all_used()
+            for t in outputs:
+                graph.output(t)
+            graph.finalize()
+        except (_C.WeightError, _C.ShapeError) as e:  # a weight the core finds inconsistent with the network
+            raise InvalidModelError(f"{self.weights_path}: {e}") from None
+        except CheckpointError:
+            raise
+        self.graph = graph
+
+    def read_weights(self, model_dir: str, config: dict) -> tuple[dict[str, np.ndarray], str]:
+        raise NotImplementedError
+
+    def build(self, b: Builder) -> list:
+        raise NotImplementedError
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        return self.graph.run(list(inputs), threads=self.threads)
+
+    @property
+    def primitive_count(self) -> int:
+        """oneDNN primitives created for this network so far (planning happens once per input shape)."""
+        return self.graph.primitive_count
