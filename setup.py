@@ -48,8 +48,8 @@ sanitizer_flags = (
 )
 optimize = ["-O1", "-g"] if sanitize else ["-O3"]
 
-sources = sorted(glob.glob("csrc/core/*.c") + glob.glob("csrc/backend/*.c"))
-sources.append("csrc/binding/module.c")
+# csrc/binding/ is the one file set that includes Python.h; csrc/backend/ the only one that includes dnnl.h
+sources = sorted(glob.glob("csrc/*/*.c") + glob.glob("csrc/*/ops/*.c"))
 
 extension = Extension(
     "msvision._C",

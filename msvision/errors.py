@@ -6,10 +6,14 @@ that is not in the cache, ``except ValueError`` still catches a bad task or a ba
 """
 
 __all__ = [
+    "BackendError",
+    "GraphError",
     "ImageDecodeError",
     "InvalidInputError",
     "InvalidModelError",
+    "MemoryLimitError",
     "ModelNotFoundError",
+    "ShapeError",
     "UnsupportedTaskError",
 ]
 
@@ -35,3 +39,20 @@ class InvalidInputError(ValueError):
 
 class ImageDecodeError(InvalidInputError):
     """An image file or downloaded payload could not be decoded."""
+
+
+class GraphError(ValueError):
+    """A network was built with an op it cannot take (bad parameters, mismatched inputs): a bug in the network's
+    builder or a model whose weights do not fit it (model loading reports the latter as InvalidModelError)."""
+
+
+class ShapeError(InvalidInputError):
+    """An input whose shape the network cannot take (too small for a window, wrong channel count...)."""
+
+
+class MemoryLimitError(InvalidInputError, MemoryError):
+    """An input that would need more activation memory than the pipeline's ``memory_limit`` allows."""
+
+
+class BackendError(RuntimeError):
+    """oneDNN refused or failed to run something (not caused by the input)."""

@@ -52,6 +52,29 @@ def resolve_threads(threads) -> int:
     return _check_count(threads, f"threads={threads}")
 
 
+#: Activation memory one network call may need (bytes) unless ``memory_limit=`` or $MSVISION_MEMORY_LIMIT says
+#: otherwise: an input that would need more is refused with MemoryLimitError before anything is allocated.
+DEFAULT_MEMORY_LIMIT = 8 << 30
+MEMORY_LIMIT_VARIABLE = "MSVISION_MEMORY_LIMIT"
+
+
+def resolve_memory_limit(memory_limit) -> int:
+    """Validates a ``memory_limit=`` argument in bytes (None: $MSVISION_MEMORY_LIMIT, else 8 GiB; 0 or 'none' in
+    the variable: no limit). Returns bytes, 0 for no limit."""
+    if memory_limit is None:
+        raw = os.environ.get(MEMORY_LIMIT_VARIABLE, "").strip().lower()
+        if not raw:
+            return DEFAULT_MEMORY_LIMIT
+        if raw in ("none", "0"):
+            return 0
+        if not raw.isdigit():
+            raise ValueError(f"{MEMORY_LIMIT_VARIABLE} must be a number of bytes or 'none', got {raw!r}")
+        return int(raw)
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit < 0:
+        raise ValueError(f"memory_limit must be a number of bytes (0: no limit), got {memory_limit!r}")
+    return memory_limit
+
+
 def build_info() -> dict:
     """oneDNN version and commit, its CPU threading runtime, the ISA it dispatches to, and the thread count
     msvision uses by default."""

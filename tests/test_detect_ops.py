@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from support.graphs import run
 
 from msvision import _C
 
@@ -19,11 +20,11 @@ def test_group_norm(shape, groups, layout, monkeypatch):
     w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
     wc = (rng.standard_normal((c, c, 1, 1)) / np.sqrt(c)).astype(np.float32)
     g = _C.Graph()
-    i = g.input(c)
-    y = g.conv2d(i, g.const(wc), -1, (1, 1))  # so the norm reads the planner's layout
-    g.output(g.group_norm(y, groups, g.const(w), g.const(b), 1e-5))
+    i = g.input(channels=c)
+    y = g.conv2d(i, g.const(wc), kernel=(1, 1))  # so the norm reads the planner's layout
+    g.output(g.group_norm(y, scale=g.const(w), shift=g.const(b), groups=groups, eps=1e-5))
     g.finalize()
-    (out,) = g.run([x])
+    (out,) = run(g, [x])
     ty = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(wc).double())
     ref = F.group_norm(ty, groups, torch.from_numpy(w).double(), torch.from_numpy(b).double(), 1e-5)
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-4, atol=1e-4)
@@ -31,9 +32,9 @@ def test_group_norm(shape, groups, layout, monkeypatch):
 
 def test_group_norm_rejects_bad_groups():
     g = _C.Graph()
-    i = g.input(10)
+    i = g.input(channels=10)
     with pytest.raises(ValueError, match="groups"):
-        g.group_norm(i, 3, -1, -1, 1e-5)
+        g.group_norm(i, scale=None, shift=None, groups=3, eps=1e-5)
 
 
 def _greedy_nms(boxes, scores, thr, mode="union", offset=0.0, eps=0.0):
@@ -107,14 +108,15 @@ def test_conv_prelu_fused(slopes, layout, monkeypatch):
     b = rng.standard_normal(10).astype(np.float32)
     slope = rng.uniform(0.05, 0.5, slopes).astype(np.float32)
     g = _C.Graph()
-    i = g.input(3)
-    y = g.prelu(g.conv2d(i, g.const(w), g.const(b), (3, 3)), g.const(slope))
+    i = g.input(channels=3)
+    y = g.prelu(g.conv2d(i, g.const(w), bias=g.const(b), kernel=(3, 3)), g.const(slope))
     g.output(y)
     g.finalize()
-    (out,) = g.run([x])
+    session = _C.Session(g, threads=1)
+    (out,) = session.run([x])
     ref = F.prelu(
         F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)), torch.from_numpy(slope)
     )
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-5)
     # input reorder (maybe), the fused convolution, the output reorder: no separate PReLU primitive
-    assert g.primitive_count <= 3
+    assert session.primitive_count <= 3

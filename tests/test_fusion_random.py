@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from support.graphs import run
 
 from msvision import _C
 
@@ -31,7 +32,9 @@ class _Builder:
         self.g = _C.Graph()
         x = rng.standard_normal((1, channels, height, width)).astype(np.float32)
         self.inputs = [x]
-        self.pool = [(self.g.input(channels), torch.from_numpy(x).double())]  # (tensor id, reference)
+        self.pool = [
+            (self.g.input(channels=channels), torch.from_numpy(x).double())
+        ]  # (tensor id, reference)
 
     def pick(self, recent_bias=0.6, channels=None):
         candidates = [t for t in self.pool if channels is None or t[1].shape[1] == channels]
@@ -58,8 +61,8 @@ class _Builder:
         tid = self.g.conv2d(
             src,
             self.g.const(w),
-            -1 if b is None else self.g.const(b),
-            (k, k),
+            bias=-1 if b is None else self.g.const(b),
+            kernel=(k, k),
             padding=(pad,) * 4,
             groups=groups,
         )
@@ -76,18 +79,18 @@ class _Builder:
         src, ref = self.pick()
         kind = self.rng.choice(["relu", "linear", "clip", "sigmoid", "leaky_relu", "tanh"])
         if kind == "relu":
-            self.add(self.g.eltwise(src, "relu"), torch.relu(ref))
+            self.add(self.g.eltwise(src, act="relu"), torch.relu(ref))
         elif kind == "linear":
             a, c = float(self.rng.uniform(-2, 2)), float(self.rng.uniform(-1, 1))
-            self.add(self.g.eltwise(src, "linear", a, c), ref * np.float32(a) + np.float32(c))
+            self.add(self.g.eltwise(src, act="linear", alpha=a, beta=c), ref * np.float32(a) + np.float32(c))
         elif kind == "clip":
-            self.add(self.g.eltwise(src, "clip", -1.0, 1.0), ref.clamp(-1, 1))
+            self.add(self.g.eltwise(src, act="clip", alpha=-1.0, beta=1.0), ref.clamp(-1, 1))
         elif kind == "sigmoid":
-            self.add(self.g.eltwise(src, "sigmoid"), torch.sigmoid(ref))
+            self.add(self.g.eltwise(src, act="sigmoid"), torch.sigmoid(ref))
         elif kind == "tanh":
-            self.add(self.g.eltwise(src, "tanh"), torch.tanh(ref))
+            self.add(self.g.eltwise(src, act="tanh"), torch.tanh(ref))
         else:
-            self.add(self.g.eltwise(src, "leaky_relu", 0.1), F.leaky_relu(ref, 0.1))
+            self.add(self.g.eltwise(src, act="leaky_relu", alpha=0.1), F.leaky_relu(ref, 0.1))
 
     def binary(self):
         a, ra = self.pick()
@@ -117,7 +120,7 @@ class _Builder:
             "max": torch.maximum,
             "min": torch.minimum,
         }
-        self.add(self.g.binary(op, a, b), fn[op](ra, rb))
+        self.add(self.g.binary(a, b, op=op), fn[op](ra, rb))
 
     def finish(self):
         outputs = [self.pool[-1]]
@@ -153,7 +156,7 @@ def test_random_fused_graph_matches_torch(seed, layout, winograd, monkeypatch):
     monkeypatch.setenv("MSVISION_LAYOUT", layout)
     monkeypatch.setenv("MSVISION_WINOGRAD", winograd)
     builder, refs = _random_graph(seed)
-    outs = builder.g.run(builder.inputs, threads=1)
+    outs = run(builder.g, builder.inputs, threads=1)
     for i, (ours, ref) in enumerate(zip(outs, refs)):
         ref = ref.numpy()
         scale = max(1.0, float(np.abs(ref).max()))
@@ -174,18 +177,18 @@ def _fused_chain(seed):
     operands.append(b.pool[-1])
     for k in (1, 3):
         w = (rng.standard_normal((c, c, k, k)) / math.sqrt(c * k * k)).astype(np.float32)
-        tid = b.g.conv2d(x[0], b.g.const(w), -1, (k, k), padding=(k // 2,) * 4)
+        tid = b.g.conv2d(x[0], b.g.const(w), kernel=(k, k), padding=(k // 2,) * 4)
         operands.append((tid, F.conv2d(x[1], torch.from_numpy(w).double(), padding=k // 2)))
     w1 = (rng.standard_normal((1, c, 1, 1)) / math.sqrt(c)).astype(np.float32)
-    one = (b.g.conv2d(x[0], b.g.const(w1), -1, (1, 1)), F.conv2d(x[1], torch.from_numpy(w1).double()))
+    one = (b.g.conv2d(x[0], b.g.const(w1), kernel=(1, 1)), F.conv2d(x[1], torch.from_numpy(w1).double()))
     w = (rng.standard_normal((c, c, 3, 3)) / math.sqrt(9 * c)).astype(np.float32)
-    tid = b.g.conv2d(x[0], b.g.const(w), -1, (3, 3), padding=(1, 1, 1, 1))
+    tid = b.g.conv2d(x[0], b.g.const(w), kernel=(3, 3), padding=(1, 1, 1, 1))
     ref = F.conv2d(x[1], torch.from_numpy(w).double(), padding=1)
     fn = {"add": torch.add, "mul": torch.mul, "sub": torch.sub}
     for _ in range(int(rng.integers(1, 4))):
         kind = rng.choice(["full", "full", "one_channel", "per_channel", "relu"])
         if kind == "relu":
-            tid, ref = b.g.eltwise(tid, "relu"), torch.relu(ref)
+            tid, ref = b.g.eltwise(tid, act="relu"), torch.relu(ref)
             continue
         op = str(rng.choice(list(fn)))
         if kind == "full":
@@ -195,7 +198,7 @@ def _fused_chain(seed):
         else:
             v = rng.uniform(-1.5, 1.5, (1, c, 1, 1)).astype(np.float32)
             oid, oref = b.g.const(v), torch.from_numpy(v).double()
-        tid, ref = b.g.binary(op, tid, oid), fn[op](ref, oref)
+        tid, ref = b.g.binary(tid, oid, op=op), fn[op](ref, oref)
     b.g.output(tid)
     b.g.finalize()
     return b, [ref]
@@ -208,7 +211,7 @@ def test_random_fused_chain_matches_torch(seed, layout, winograd, monkeypatch):
     monkeypatch.setenv("MSVISION_LAYOUT", layout)
     monkeypatch.setenv("MSVISION_WINOGRAD", winograd)
     builder, (ref,) = _fused_chain(seed)
-    (ours,) = builder.g.run(builder.inputs, threads=1)
+    (ours,) = run(builder.g, builder.inputs, threads=1)
     ref = ref.numpy()
     scale = max(1.0, float(np.abs(ref).max()))
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=2e-5 * scale, err_msg=f"seed {seed}")
@@ -224,12 +227,14 @@ def test_two_binary_operands_in_different_layouts():
     w1 = (rng.randn(c, c, 3, 3) * 0.3).astype(np.float32)
     w2 = (rng.randn(c, c, 3, 3) * 0.3).astype(np.float32)
     g = _C.Graph()
-    i = g.input(c)
-    conv1 = g.conv2d(i, g.const(w1), -1, (3, 3), padding=(1, 1, 1, 1))
-    conv2 = g.conv2d(i, g.const(w2), -1, (3, 3), padding=(1, 1, 1, 1))
-    g.output(g.binary("add", g.binary("add", conv1, g.eltwise(i, "linear", 2.0, 0.0)), conv2))
+    i = g.input(channels=c)
+    conv1 = g.conv2d(i, g.const(w1), kernel=(3, 3), padding=(1, 1, 1, 1))
+    conv2 = g.conv2d(i, g.const(w2), kernel=(3, 3), padding=(1, 1, 1, 1))
+    g.output(
+        g.binary(g.binary(conv1, g.eltwise(i, act="linear", alpha=2.0, beta=0.0), op="add"), conv2, op="add")
+    )
     g.finalize()
     tx = torch.from_numpy(x).double()
     ref = F.conv2d(tx, torch.from_numpy(w1).double(), padding=1) + 2 * tx
     ref = ref + F.conv2d(tx, torch.from_numpy(w2).double(), padding=1)
-    np.testing.assert_allclose(g.run([x], threads=1)[0], ref.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(run(g, [x], threads=1)[0], ref.numpy(), rtol=1e-5, atol=1e-4)

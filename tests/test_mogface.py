@@ -181,7 +181,7 @@ def test_preprocessing_is_identical(key, reference, our_runs):
     """The network input msvision builds equals the tensor ModelScope feeds its network, bit for bit (including
     the cv2/IPP bilinear downscale of the strip)."""
     ref = reference[key]["input"]
-    ours_x = our_runs[key]["pre"]["img"]
+    ours_x = our_runs[key]["pre"]["img"].transpose(0, 3, 1, 2)  # msvision keeps NHWC
     assert ours_x.shape == ref.shape and ours_x.dtype == ref.dtype == np.float32
     assert np.array_equal(ours_x, ref), f"max diff {np.abs(ours_x - ref).max()}"
 
@@ -194,7 +194,9 @@ def test_raw_outputs_match_torch(key, reference, our_runs):
     assert len(ref["cls"]) == len(fwd["conf"]) == 6 and len(ref["loc"]) == len(fwd["loc"]) == 6
     for level in range(6):
         conf_ref = 1.0 / (1.0 + np.exp(-ref["cls"][level].astype(np.float64)))
-        conf, loc = fwd["conf"][level], fwd["loc"][level]
+        conf, loc = (
+            m[level].transpose(0, 3, 1, 2) for m in (fwd["conf"], fwd["loc"])
+        )  # NHWC -> torch's NCHW
         assert conf.shape == conf_ref.shape and loc.shape == ref["loc"][level].shape, level
         assert np.abs(conf - conf_ref).max() < 2e-5, (key, level, np.abs(conf - conf_ref).max())
         loc_scale = max(1.0, float(np.abs(ref["loc"][level]).max()))
@@ -224,7 +226,7 @@ def test_large_image_takes_the_downscale_path(reference, our_runs):
     """> 1500 px: the image is resized to 1000 px and the scores are divided by the scale too (ModelScope quirk),
     so they exceed 1."""
     pre = our_runs["strip"]["pre"]
-    assert pre["scale"] == 1000.0 / 1601 and pre["img"].shape == (1, 3, 127, 1000)
+    assert pre["scale"] == 1000.0 / 1601 and pre["img"].shape == (1, 127, 1000, 3)
     scores = np.asarray(our_runs["strip"]["out"]["scores"])
     assert scores.min() > THRESHOLD / pre["scale"] - 1e-4 and scores.max() > 1.0
     # the network saw the resized image; boxes come back in original pixels
@@ -289,7 +291,7 @@ def test_one_graph_serves_every_size(size, theirs, ours, monkeypatch, capfd):
             h.remove()
     monkeypatch.setenv("MSVISION_VERBOSE", "1")  # a new size: its plan lists the steps
     capfd.readouterr()
-    maps = ours.model.run(x)
+    maps = [m.transpose(0, 3, 1, 2) for m in ours.model.run(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))]
     if size in ONE_GRAPH_SIZES[:2]:
         assert "winograd convolution" in capfd.readouterr().err
     assert ours.model.graph is graph

@@ -1,5 +1,6 @@
-"""oneDNN's own trace of a NAFNet run: optimized (JIT/brgemm) implementations only, reorders only at the graph
-edges (the input into the network's layout, the result back to NCHW), and nothing created on a repeat call."""
+"""oneDNN's own trace of a NAFNet run: optimized (JIT/brgemm) implementations only, no reorder at all (the pipeline
+hands the session NHWC buffers, the network's own layout, and the last convolution writes straight into the
+caller's output buffer), and nothing created on a repeat call."""
 
 import json
 import subprocess
@@ -41,6 +42,4 @@ def test_second_call_trace(tmp_path):
         "convolution"
     ]
     reorders = [f for f in execs if f[3] == "reorder"]
-    # exactly the two edges: NCHW input -> the network layout, network layout -> NCHW output (3 channels each)
-    assert len(reorders) == 2, reorders
-    assert all("1x3x" in ",".join(f) for f in reorders)
+    assert not reorders, reorders  # NCHW caller buffers needed two here, one at each edge

@@ -217,10 +217,10 @@ def test_no_growth_over_many_calls(tiny_dir):
     img = np.random.default_rng(2).integers(0, 256, (48, 40, 3), dtype=np.uint8)
     for _ in range(20):
         p(img)
-    primitives = p.model.graph.primitive_count
+    primitives = p.model.primitive_count
     rss = psutil.Process().memory_info().rss
     for _ in range(1000):
         p(img)
     grown = psutil.Process().memory_info().rss - rss
-    assert p.model.graph.primitive_count == primitives
+    assert p.model.primitive_count == primitives
     assert grown < 8 * 1024 * 1024, f"RSS grew by {grown / 1e6:.1f} MB over 1000 calls"

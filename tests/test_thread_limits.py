@@ -28,24 +28,25 @@ def test_thread_variables_are_bounded(monkeypatch, var):
 
 
 def test_core_refuses_threads_it_cannot_start():
-    """In a process whose address space is nearly full, asking the core for 1000 threads (the binding has no
-    Python bound) raises MemoryError; it used to end the process ("Thread creation failed")."""
+    """In a process whose address space is nearly full, a session of 1000 threads (the binding has no Python
+    bound) raises MemoryError when it runs; it used to end the process ("Thread creation failed")."""
     script = textwrap.dedent(
         """
         import resource
         import numpy as np
         import psutil
         from msvision import _C
-        g = _C.Graph(); i = g.input(3); g.output(g.eltwise(i, "relu")); g.finalize()
+        g = _C.Graph(); i = g.input(channels=3); g.output(g.eltwise(i, act="relu")); g.finalize()
         x = np.ones((1, 3, 64, 64), np.float32)
-        g.run([x], threads=2)
+        two = _C.Session(g, threads=2)
+        two.run([x])
         limit = psutil.Process().memory_info().vms + (512 << 20)
         resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
         try:
-            g.run([x], threads=1000)
+            _C.Session(g, threads=1000).run([x])
         except MemoryError as e:
             print("refused:", e)
-        out = g.run([x], threads=2)[0]  # still usable
+        out = two.run([x])[0]  # still usable
         print("after:", float(out.sum()))
         """
     )

@@ -129,7 +129,7 @@ def test_raw_network_outputs_match_torch(ours, model_dir, photos):
     x = ours.preprocess(path)["img"]
     bgr = LoadImage.convert_to_ndarray(path).astype(np.float32)[:, :, ::-1]
     ref_x = PredictionTransform((640, 480), np.array([127, 127, 127]), 128.0)(bgr).unsqueeze(0)
-    np.testing.assert_array_equal(x, ref_x.numpy())
+    np.testing.assert_array_equal(x.transpose(0, 3, 1, 2), ref_x.numpy())  # msvision keeps NHWC
 
     net = create_mb_tiny_fd(2, is_test=False, device="cpu")
     net.load(os.path.join(model_dir, "pytorch_model.pt"))
@@ -138,9 +138,15 @@ def test_raw_network_outputs_match_torch(ours, model_dir, photos):
         conf, loc = net(ref_x)
     outputs = ours.detector.run(x)
     assert [o.shape for o in outputs] == [
-        (1, 6, 60, 80), (1, 12, 60, 80), (1, 4, 30, 40), (1, 8, 30, 40),
-        (1, 4, 15, 20), (1, 8, 15, 20), (1, 6, 8, 10), (1, 12, 8, 10),
-    ]  # fmt: skip
+        (1, 60, 80, 6),
+        (1, 60, 80, 12),
+        (1, 30, 40, 4),
+        (1, 30, 40, 8),
+        (1, 15, 20, 4),
+        (1, 15, 20, 8),
+        (1, 8, 10, 6),
+        (1, 8, 10, 12),
+    ]  # fmt: skip  (NHWC)
     our_conf, our_loc = ulfd.UlfdDetector.flatten_heads(outputs)
     np.testing.assert_allclose(our_conf, conf[0].numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(our_loc, loc[0].numpy(), rtol=1e-4, atol=1e-4)

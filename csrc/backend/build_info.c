@@ -1,7 +1,7 @@
 /* build_info.c - what oneDNN this build runs on (version, threading runtime, ISA). */
 #include <dnnl.h>
 
-#include "../core/graph_internal.h"
+#include "planner.h"
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -9,7 +9,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "../core/graph_internal.h"
+#include "planner.h"
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_go_cond = PTHREAD_COND_INITIALIZER;

@@ -2,7 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "graph_internal.h"
+#include "graph.h"
 
 msv_status msv_set_error(msv_error *err, msv_status status, const char *fmt, ...) {
     if (err) {

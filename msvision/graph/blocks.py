@@ -37,7 +37,7 @@ class Builder:
         if act is None:
             return x
         name, *args = (act,) if isinstance(act, str) else act
-        return self.g.eltwise(x, name, *args)
+        return self.g.eltwise(x, act=name, **dict(zip(("alpha", "beta"), args)))
 
     def conv(self, x, prefix, out, k, *, stride=1, padding=0, dilation=1, groups=1, bias=True, act=None):
         """``<prefix>.weight`` (out, in / groups, k, k) and, with ``bias``, ``<prefix>.bias`` (out)."""

@@ -8,13 +8,13 @@ while reading or building becomes an :class:`~msvision.errors.InvalidModelError`
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
-from .._native import _C
-from ..checkpoint import CheckpointError, load_npy, load_torch, state_dict_from
-from ..errors import InvalidModelError, ModelNotFoundError
-from ..graph import Builder, Graph, Weights
+from ..checkpoint import load_npy, load_torch, state_dict_from
+from ..errors import GraphError, InvalidModelError, ModelNotFoundError
+from ..graph import Builder, Graph, Session, Weights
 
 
 def weight_file(model_dir: str, *parts: str) -> str:
@@ -46,13 +46,20 @@ def npy_weights(path: str) -> dict[str, np.ndarray]:
 class Model:
     """A network of a model directory, built once and run many times.
 
-    Subclasses set ``network`` (its name in messages) and implement ``read_weights(model_dir, config) -> (arrays,
-    weight file path)`` and ``build(b: Builder) -> [output tensors]``; ``run(*inputs)`` returns the outputs.
+    Subclasses set ``network`` (its name in messages) and ``layout`` ("nchw" or "nhwc": the layout of the arrays
+    ``run`` takes and returns), and implement ``read_weights(model_dir, config) -> (arrays, weight file path)``
+    and ``build(b: Builder) -> [output tensors]``.
+
+    ``run(*inputs)`` may be called from several Python threads at once: each call takes an idle session (a new
+    one, sharing the packed weights, when all are busy), so calls run concurrently on ``threads`` threads each.
     """
 
     network = "network"
+    layout = "nchw"
 
-    def __init__(self, model_dir: str, config: dict | None, threads: int) -> None:
+    def __init__(
+        self, model_dir: str, config: dict | None, threads: int, *, max_plans: int = 8, memory_limit: int = 0
+    ) -> None:
         self.model_dir = model_dir
         self.config = config or {}
         self.threads = threads
@@ -66,11 +73,15 @@ class Model:
             for t in outputs:
                 graph.output(t)
             graph.finalize()
-        except (_C.WeightError, _C.ShapeError) as e:  # a weight the core finds inconsistent with the network
+        except GraphError as e:  # a weight the core finds inconsistent with the network
             raise InvalidModelError(f"{self.weights_path}: {e}") from None
-        except CheckpointError:
-            raise
         self.graph = graph
+        self._options = dict(
+            threads=threads, layout=self.layout, max_plans=max_plans, memory_limit=memory_limit
+        )
+        self._sessions = [Session(graph, **self._options)]
+        self._idle = list(self._sessions)
+        self._lock = threading.Lock()
 
     def read_weights(self, model_dir: str, config: dict) -> tuple[dict[str, np.ndarray], str]:
         raise NotImplementedError
@@ -79,9 +90,28 @@ class Model:
         raise NotImplementedError
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        return self.graph.run(list(inputs), threads=self.threads)
+        with self._lock:
+            if self._idle:
+                session = self._idle.pop()
+            else:
+                session = Session(self.graph, share_weights_with=self._sessions[0], **self._options)
+                self._sessions.append(session)
+        try:
+            return session.run(list(inputs))
+        finally:
+            with self._lock:
+                self._idle.append(session)
 
     @property
     def primitive_count(self) -> int:
         """oneDNN primitives created for this network so far (planning happens once per input shape)."""
-        return self.graph.primitive_count
+        return sum(s.primitive_count for s in self._sessions)
+
+    @property
+    def arena_bytes(self) -> int:
+        """Activation memory held by this network's sessions."""
+        return sum(s.arena_bytes for s in self._sessions)
+
+    def steps(self) -> list[str]:
+        """The plan run last (by the first session): one line per step, 'op: implementation [layouts]'."""
+        return self._sessions[0].steps()

@@ -4,7 +4,7 @@ The weights are ``pytorch_model.pt``, the flat state dict of ModelScope's ``MogF
 LFPN, MogPredNet) that ``MogFaceDetector`` hands to ``load_state_dict``. The configuration carries no
 hyper-parameters (ModelScope's detector always builds the same network).
 
-The graph (:class:`MogFace`) maps a (1, 3, H, W) normalised RGB image of any size to 12 maps: per level
+The graph (:class:`MogFace`) maps a (1, H, W, 3) normalised RGB image (NHWC) of any size to 12 maps: per level
 (strides 4, 8, 16, 32, 64, 128) sigmoid(cls) (1 channel) and loc (4 channels).
 """
 
@@ -129,7 +129,7 @@ class _PredNet:
         def conv(x, wb, dilation=1):
             return g.conv2d(x, wb[0], bias=wb[1], padding=dilation, dilation=dilation)
 
-        relu = lambda x: g.eltwise(x, "relu")  # noqa: E731
+        relu = lambda x: g.eltwise(x, act="relu")  # noqa: E731
         s1, s2, s21, s22, s221 = ((w, bias) for w, bias, _ in self.ssh)
         x1 = relu(conv(x, s1))
         x2 = relu(conv(x, s2, dilation=2))
@@ -142,13 +142,13 @@ class _PredNet:
             for scale, shift in norms:
                 y = relu(g.group_norm(conv(y, conv1), groups=GN_GROUPS, scale=scale, shift=shift, eps=GN_EPS))
             outs.append(conv(y, final))
-        outs[0] = g.eltwise(outs[0], "sigmoid")
+        outs[0] = g.eltwise(outs[0], act="sigmoid")
         return outs
 
 
 class MogFace(Model):
-    """The MogFace network: ``run(x)`` maps (1, 3, H, W) float32 to the 12 per-level maps: per level (strides 4,
-    8, ..., 128) sigmoid(cls) (1 channel) then loc (4 channels).
+    """The MogFace network: ``run(x)`` maps (1, H, W, 3) float32 (NHWC) to the 12 per-level NHWC maps: per level
+    (strides 4, 8, ..., 128) sigmoid(cls) (1 channel) then loc (4 channels).
 
     ResNet-101 (BatchNorm folded into the convolutions) -> c2..c5; LFPN: c6 = [1x1 2048->512 + BN + ReLU,
     3x3/2 -> 512 + BN + ReLU](c5), c7 likewise (-> 128 -> 256); 3x3 laterals of c5/c6/c7; p4 = fuse(c5_lat, c4),
@@ -156,6 +156,7 @@ class MogFace(Model):
     c7_lat]. The weights are the flat state dict ``MogFaceDetector`` hands to ``load_state_dict``."""
 
     network = "mogface"
+    layout = "nhwc"
 
     def read_weights(self, model_dir, config):
         path = weight_file(model_dir, ModelFile.TORCH_MODEL_FILE)

@@ -38,7 +38,7 @@ NMS_THRESHOLDS = (0.7, 0.7, 0.7)
 FIRST_STAGE_NMS = 0.5
 BATCH = 256  # R-Net / O-Net patches per graph run (bounds the activation memory)
 MIN_BATCH = 16
-PLANS_PER_GRAPH = 8  # the C core caches this many planned shapes per graph
+PNET_PLANS = 32  # input shapes the P-Net keeps planned: more than the pyramid levels of any image
 
 # ---- box arithmetic (float64 NumPy, in the reference's operation order) --------------------------------------
 
@@ -111,9 +111,8 @@ def _drop_empty(boxes: np.ndarray) -> np.ndarray:
 
 
 def _normalise(img_nhwc: np.ndarray) -> np.ndarray:
-    """uint8 NHWC -> float32 NCHW, (x - 127.5) * 0.0078125 in float32 (the reference's _preprocess)."""
-    x = img_nhwc.astype(np.float32).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray((x - np.float32(127.5)) * np.float32(0.0078125))
+    """uint8 NHWC -> float32 NHWC, (x - 127.5) * 0.0078125 in float32 (the reference's _preprocess)."""
+    return (img_nhwc.astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125)
 
 
 def pyramid_scales(width: int, height: int) -> list:
@@ -140,6 +139,7 @@ def pyramid_scales(width: int, height: int) -> list:
 
 class _MtcnnNet(Model):
     name = ""
+    layout = "nhwc"
 
     def read_weights(self, model_dir, config):
         path = weight_file(model_dir, "weights", f"{self.name}.npy")
@@ -221,23 +221,16 @@ class MtcnnDetector:
     cascade around them. ``detect(rgb)`` -> (boxes (n, 5) float64 x1 y1 x2 y2 score, landmarks (n, 10) float32
     as x0 y0 x1 y1 ... x4 y4), in the reference's order.
 
-    Planning: a graph is planned once per input shape and keeps up to 8 plans (LRU). The P-Net sees one shape per
-    pyramid level (11 levels for a 1280x720 image), so it is built once per 8 levels and level i runs on graph
-    i // 8: repeated images of one size never re-plan. R-Net / O-Net patches run in batches of 256, 128, 64, 32
-    or 16 (the largest that fits what is left; fewer than 16 left are zero-padded to 16), so these two graphs
-    use at most 5 shapes and compute at most 15 padding patches."""
+    Planning: a network is planned once per input shape. The P-Net sees one shape per pyramid level (11 levels
+    for a 1280x720 image, 20 for 8K), so it keeps PNET_PLANS plans: repeated images of one size never re-plan.
+    R-Net / O-Net patches run in batches of 256, 128, 64, 32 or 16 (the largest that fits what is left; fewer
+    than 16 left are zero-padded to 16), so these two networks use at most 5 shapes and compute at most 15
+    padding patches."""
 
-    def __init__(self, model_dir: str, threads: int):
-        self.model_dir = model_dir
-        self.threads = threads
-        self.pnets = [PNet(model_dir, None, threads)]
-        self.rnet = RNet(model_dir, None, threads)
-        self.onet = ONet(model_dir, None, threads)
-
-    def _pnet(self, level: int):
-        while len(self.pnets) <= level // PLANS_PER_GRAPH:
-            self.pnets.append(PNet(self.model_dir, None, self.threads))
-        return self.pnets[level // PLANS_PER_GRAPH]
+    def __init__(self, model_dir: str, threads: int, memory_limit: int = 0):
+        self.pnet = PNet(model_dir, None, threads, max_plans=PNET_PLANS, memory_limit=memory_limit)
+        self.rnet = RNet(model_dir, None, threads, memory_limit=memory_limit)
+        self.onet = ONet(model_dir, None, threads, memory_limit=memory_limit)
 
     def _run_batched(self, net: Model, patches: np.ndarray) -> list:
         n = len(patches)
@@ -254,13 +247,13 @@ class MtcnnDetector:
             start += take
         return [np.concatenate([o[j] for o in outs]).reshape(n, -1) for j in range(len(outs[0]))]
 
-    def _first_stage(self, image: Image.Image, level: int, scale: float):
+    def _first_stage(self, image: Image.Image, scale: float):
         """P-Net at one scale -> (k, 9) float64 boxes x1 y1 x2 y2 score tx1 ty1 tx2 ty2 after NMS 0.5, or None."""
         width, height = image.size
         sw, sh = math.ceil(width * scale), math.ceil(height * scale)
         resized = np.asarray(image.resize((sw, sh), Image.BILINEAR))[None]
-        offsets, probs = self._pnet(level).run(_normalise(resized))
-        probs = probs[0, 1]
+        offsets, probs = self.pnet.run(_normalise(resized))
+        probs = probs[0, :, :, 1]
         iy, ix = np.nonzero(probs > THRESHOLDS[0])
         if iy.size == 0:
             return None
@@ -272,7 +265,7 @@ class MtcnnDetector:
                 np.round((stride * ix + 1.0 + cell) / scale),
                 np.round((stride * iy + 1.0 + cell) / scale),
                 probs[iy, ix],
-                offsets[0, :, iy, ix].T,
+                offsets[0, iy, ix].T,
             ]
         ).T
         return boxes[_nms(boxes[:, 0:5], FIRST_STAGE_NMS)]
@@ -289,7 +282,7 @@ class MtcnnDetector:
         empty = np.zeros((0, 5)), np.zeros((0, 10), np.float32)
 
         # stage 1: P-Net over the pyramid
-        found = [b for b in (self._first_stage(image, i, s) for i, s in enumerate(scales)) if b is not None]
+        found = [b for b in (self._first_stage(image, s) for s in scales) if b is not None]
         if not found:
             return empty
         boxes = np.vstack(found)

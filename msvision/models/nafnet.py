@@ -5,8 +5,8 @@ dec_blk_nums). Weights: ``pytorch_model.pt`` (BasicSR names: intro, encoders.i.j
 ups.i.0, decoders.i.j.*, ending), selected as ModelScope's TorchModel does (``params`` key if present,
 ``module.`` stripped).
 
-Graph: input (1, C, H, W) in [0, 1], padded by the caller to a multiple of 2**len(enc_blk_nums); output
-clamp(net(x) + x, 0, 1). NAFBlock(c):
+Graph: input (1, H, W, C) in [0, 1] (NHWC caller buffers), padded by the caller to a multiple of
+2**len(enc_blk_nums); output clamp(net(x) + x, 0, 1). NAFBlock(c):
     x = LN(inp) -> 1x1 c->2c -> dw3x3 -> SimpleGate -> x * conv1x1(avgpool(x)) -> 1x1 -> y = inp + x * beta
     x = LN(y) -> 1x1 c->2c -> SimpleGate -> 1x1 -> out = y + x * gamma
 (the beta/gamma products and residual adds become post-ops of the 1x1 convolutions). The decoder's 1x1 conv +
@@ -96,15 +96,16 @@ def _up(b: Builder, x, level: int, c: int):
 
 
 class NAFNet(Model):
-    """``run(x)``: (1, C, H, W) float32 in [0, 1] -> the clamped restored image (padding is the caller's)."""
+    """``run(x)``: (1, H, W, C) float32 in [0, 1] -> the clamped restored image (padding is the caller's)."""
 
     network = "nafnet"
+    layout = "nhwc"
 
-    def __init__(self, model_dir: str, config: dict, threads: int) -> None:
+    def __init__(self, model_dir: str, config: dict, threads: int, **options) -> None:
         self.settings = _network_settings(config, os.path.join(model_dir, ModelFile.CONFIGURATION))
         self.pad_multiple = 2 ** len(self.settings["enc_blk_nums"])
         self.channels = self.settings["img_channel"]
-        super().__init__(model_dir, config, threads)
+        super().__init__(model_dir, config, threads, **options)
 
     def read_weights(self, model_dir, config):
         path = weight_file(model_dir, ModelFile.TORCH_MODEL_FILE)
@@ -130,13 +131,13 @@ class NAFNet(Model):
             for j in range(blocks):
                 x = _naf_block(b, x, f"decoders.{i}.{j}", c)
         x = g.binary(b.conv(x, "ending", s["img_channel"], 3, padding=1), inp, op="add")
-        return [g.eltwise(x, "clip", 0.0, 1.0)]
+        return [g.eltwise(x, act="clip", alpha=0.0, beta=1.0)]
 
     def restore(self, x: np.ndarray) -> np.ndarray:
-        """x: (1, C, H, W) float32. Pads bottom/right with zeros to the network's multiple, as NAFNet does."""
-        h, w = x.shape[2:]
+        """x: (1, H, W, C) float32. Pads bottom/right with zeros to the network's multiple, as NAFNet does."""
+        h, w = x.shape[1:3]
         m = self.pad_multiple
         ph, pw = (m - h % m) % m, (m - w % m) % m
         if ph or pw:
-            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)))
-        return self.run(x)[0][:, :, :h, :w]
+            x = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)))
+        return self.run(x)[0][:, :h, :w]

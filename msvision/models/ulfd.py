@@ -99,14 +99,15 @@ def _separable(b: Builder, x, prefix: str, out: int, stride: int = 1):
 
 
 class UlfdDetector(Model):
-    """The ULFD network. Input: (1, 3, 480, 640) normalised BGR (any size works); outputs, raw head maps in NCHW:
-    cls0, loc0, cls1, loc1, cls2, loc2, cls3, loc3, where cls_i has channel ``a * 2 + c`` for class c of anchor a
-    and loc_i channel ``a * 4 + k``. ``detect(x, width, height)`` decodes them."""
+    """The ULFD network. Input: (1, 480, 640, 3) normalised BGR (NHWC; any size works); outputs, raw head maps in
+    NHWC: cls0, loc0, cls1, loc1, cls2, loc2, cls3, loc3, where cls_i has channel ``a * 2 + c`` for class c of
+    anchor a and loc_i channel ``a * 4 + k``. ``detect(x, width, height)`` decodes them."""
 
     network = "ulfd"
+    layout = "nhwc"
 
-    def __init__(self, model_dir: str, config: dict, threads: int) -> None:
-        super().__init__(model_dir, config, threads)
+    def __init__(self, model_dir: str, config: dict, threads: int, **options) -> None:
+        super().__init__(model_dir, config, threads, **options)
         self.priors = make_priors()
 
     def read_weights(self, model_dir, config):
@@ -163,10 +164,10 @@ class UlfdDetector(Model):
 
     @staticmethod
     def flatten_heads(outputs):
-        """Head outputs -> (confidences (n, 2), locations (n, 4)), rows ordered level, row, column, anchor (as
-        ModelScope's permute(0, 2, 3, 1).view(1, -1, k) + cat)."""
-        conf = np.concatenate([o[0].transpose(1, 2, 0).reshape(-1, NUM_CLASSES) for o in outputs[0::2]])
-        loc = np.concatenate([o[0].transpose(1, 2, 0).reshape(-1, 4) for o in outputs[1::2]])
+        """NHWC head outputs -> (confidences (n, 2), locations (n, 4)), rows ordered level, row, column, anchor (as
+        ModelScope's permute(0, 2, 3, 1).view(1, -1, k) + cat: NHWC is that permutation)."""
+        conf = np.concatenate([o[0].reshape(-1, NUM_CLASSES) for o in outputs[0::2]])
+        loc = np.concatenate([o[0].reshape(-1, 4) for o in outputs[1::2]])
         return conf, loc
 
     def detect(self, x: np.ndarray, width: int, height: int):

@@ -2,16 +2,26 @@
 
 import types
 
-from ..runtime import resolve_threads
+from ..runtime import resolve_memory_limit, resolve_threads
 
 
 class Pipeline:
-    """Subclasses implement ``preprocess``, ``forward`` and ``postprocess`` for one input."""
+    """Subclasses implement, for one input, as every pipeline does:
 
-    def __init__(self, model_dir: str, config: dict, threads=None):
+    - ``preprocess(input)``: decodes the input (``msvision.io``) and prepares the network's input arrays, in
+      NumPy / OpenCV exactly as ModelScope's preprocessing computes them;
+    - ``forward(inputs)``: one call of the model (cascades such as MTCNN are the documented exception);
+    - ``postprocess(outputs)``: decoding, NMS (in C), scaling, and ModelScope's output dict.
+
+    ``threads`` are the CPU threads of each network call; ``memory_limit`` the activation bytes one call may
+    need (see ``msvision.runtime``).
+    """
+
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
         self.model_dir = model_dir
         self.config = config
         self.threads = resolve_threads(threads)
+        self.memory_limit = resolve_memory_limit(memory_limit)
 
     def __call__(self, input, *args, **kwargs):
         kwargs.pop("batch_size", None)  # accepted for compatibility; inputs run one at a time

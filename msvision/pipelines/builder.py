@@ -45,6 +45,7 @@ def pipeline(
     ignore_file_pattern=None,
     trust_remote_code=False,
     threads=None,
+    memory_limit=None,
     **kwargs,
 ):
     """Create a pipeline like ``modelscope.pipelines.pipeline``.
@@ -55,6 +56,8 @@ def pipeline(
         pipeline_name: overrides configuration.json's ``pipeline.type``.
         device: accepted like ModelScope's (``cpu``, ``gpu``, ``cuda:0``...); msvision always runs on the CPU.
         threads: CPU threads (default: MSVISION_NUM_THREADS, OMP_NUM_THREADS, or all CPUs of this process).
+        memory_limit: activation bytes one network call may need (default: MSVISION_MEMORY_LIMIT, else 8 GiB);
+            an input needing more raises MemoryLimitError.
     ``preprocessor`` and ``config_file`` (torch-side customisation) are not supported.
     """
     if preprocessor is not None:
@@ -90,4 +93,4 @@ def pipeline(
             f"{config_path}: pipeline type {name!r} for task {task!r} is not supported by msvision; "
             f"supported: {sorted(impls)}"
         )
-    return _implementation(impls[name])(model_dir, config, threads=threads)
+    return _implementation(impls[name])(model_dir, config, threads=threads, memory_limit=memory_limit)

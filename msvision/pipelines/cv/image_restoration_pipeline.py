@@ -40,25 +40,27 @@ def tile_plan(height: int, width: int):
 
 
 class ImageDenoisePipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None):
-        super().__init__(model_dir, config, threads)
-        self.model = NAFNet(model_dir, config, self.threads)
+    """The image stays in HWC order throughout: the network takes and returns NHWC arrays."""
+
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
+        super().__init__(model_dir, config, threads, memory_limit)
+        self.model = NAFNet(model_dir, config, self.threads, memory_limit=self.memory_limit)
 
     def preprocess(self, input):
         rgb = load_image_array(input)
         # same arithmetic as torchvision's ToTensor: uint8 -> float32, divided by 255
-        return {"img": (rgb.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255))}
+        return {"img": rgb[None].astype(np.float32) / np.float32(255)}
 
     def forward(self, inputs):
         img = inputs["img"]
         out = np.zeros_like(img)
-        for (sy, sx), (dy, dx), (ry, rx) in tile_plan(*img.shape[2:]):
-            tile = np.ascontiguousarray(img[:, :, sy, sx])
-            out[:, :, dy, dx] = self.model.restore(tile)[:, :, ry, rx]
+        for (sy, sx), (dy, dx), (ry, rx) in tile_plan(*img.shape[1:3]):
+            tile = np.ascontiguousarray(img[:, sy, sx])
+            out[:, dy, dx] = self.model.restore(tile)[:, ry, rx]
         return {"output_tensor": out}
 
     def postprocess(self, inputs):
-        img = (inputs["output_tensor"][0] * np.float32(255)).transpose(1, 2, 0).astype(np.uint8)
+        img = (inputs["output_tensor"][0] * np.float32(255)).astype(np.uint8)
         return {OutputKeys.OUTPUT_IMG: np.ascontiguousarray(img[:, :, ::-1])}
 
 

@@ -57,9 +57,9 @@ def decode(loc: np.ndarray, anchors: np.ndarray) -> np.ndarray:
 
 
 class MogFaceDetectionPipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None):
-        super().__init__(model_dir, config, threads)
-        self.model = MogFace(model_dir, config, self.threads)
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
+        super().__init__(model_dir, config, threads, memory_limit)
+        self.model = MogFace(model_dir, config, self.threads, memory_limit=self.memory_limit)
         self._priors = ((0, 0), None)  # (size, priors) of the last size seen, replaced as one object
 
     def _priors_for(self, height: int, width: int) -> np.ndarray:
@@ -80,7 +80,7 @@ class MogFaceDetectionPipeline(Pipeline):
             np.float32
         )
         x /= np.float32(255)
-        x = np.ascontiguousarray(x[:, :, ::-1].transpose(2, 0, 1)[None])
+        x = np.ascontiguousarray(x[None, :, :, ::-1])  # NHWC, RGB
         return {"img": x, "scale": ss}
 
     def forward(self, inputs):
@@ -88,7 +88,7 @@ class MogFaceDetectionPipeline(Pipeline):
         return {
             "conf": outs[0::2],
             "loc": outs[1::2],
-            "size": inputs["img"].shape[2:],
+            "size": inputs["img"].shape[1:3],
             "scale": inputs["scale"],
         }
 
@@ -96,7 +96,7 @@ class MogFaceDetectionPipeline(Pipeline):
         scores = np.concatenate([c.reshape(-1) for c in inputs["conf"]])
         sel = np.nonzero(scores > CONFIDENCE_THRESHOLD)[0]
         scores = scores[sel]
-        loc = np.concatenate([m[0].reshape(4, -1).T for m in inputs["loc"]])[sel]
+        loc = np.concatenate([m[0].reshape(-1, 4) for m in inputs["loc"]])[sel]
         boxes = decode(loc, self._priors_for(*inputs["size"])[sel])
         order = scores.argsort()[::-1][:TOP_K]  # the same numpy sort as ModelScope: ties fall the same way
         boxes, scores = boxes[order], scores[order]

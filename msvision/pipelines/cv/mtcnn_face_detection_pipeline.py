@@ -21,9 +21,9 @@ from ..base import Pipeline
 
 
 class MtcnnFaceDetectionPipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None):
-        super().__init__(model_dir, config, threads)
-        self.detector = MtcnnDetector(model_dir, self.threads)
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
+        super().__init__(model_dir, config, threads, memory_limit)
+        self.detector = MtcnnDetector(model_dir, self.threads, memory_limit=self.memory_limit)
 
     def preprocess(self, input):
         return {"img": load_image_array(input)}

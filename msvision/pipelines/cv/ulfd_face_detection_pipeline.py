@@ -19,16 +19,16 @@ from ..base import Pipeline
 
 
 class UlfdFaceDetectionPipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None):
-        super().__init__(model_dir, config, threads)
-        self.detector = UlfdDetector(model_dir, config, self.threads)
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
+        super().__init__(model_dir, config, threads, memory_limit)
+        self.detector = UlfdDetector(model_dir, config, self.threads, memory_limit=self.memory_limit)
 
     def preprocess(self, input):
         rgb = load_image_array(input)
         height, width = rgb.shape[:2]
         # channel order does not matter to the resize; ModelScope flips to BGR first, we flip the small result
         img = resize(rgb.astype(np.float32), INPUT_WIDTH, INPUT_HEIGHT)
-        x = np.ascontiguousarray(img.transpose(2, 0, 1)[None, ::-1])  # NCHW, BGR
+        x = np.ascontiguousarray(img[None, :, :, ::-1])  # NHWC, BGR
         x -= np.float32(IMAGE_MEAN)
         x /= np.float32(IMAGE_STD)
         return {"img": x, "width": width, "height": height}

@@ -1,4 +1,4 @@
-/* kernels.c - the C kernels declared in kernels.h. */
+/* kernels.c - the C kernels of ops oneDNN lacks (kernels.h). */
 #include "kernels.h"
 
 #include <math.h>
@@ -207,13 +207,13 @@ void msv_kernel_pad(const msv_view *x, const msv_view *y, int64_t top, int64_t l
             }
 }
 
-void msv_kernel_slice(const msv_view *x, const msv_view *y, int64_t c0, int64_t h0, int64_t w0) {
+void msv_kernel_slice(const msv_view *x, const msv_view *y, int64_t n0, int64_t c0, int64_t h0, int64_t w0) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t h = 0; h < y->h; h++)
             for (int64_t c = 0; c < y->c_padded; c++)
                 for (int64_t w = 0; w < y->w; w++)
-                    AT(y, n, c, h, w) = c < y->c ? AT(x, n, c + c0, h + h0, w + w0) : 0.f;
+                    AT(y, n, c, h, w) = c < y->c ? AT(x, n + n0, c + c0, h + h0, w + w0) : 0.f;
 }
 
 void msv_kernel_pixel_shuffle(const msv_view *x, const msv_view *y, int64_t r) {

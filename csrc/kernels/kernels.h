@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "../msv.h"
+
 typedef struct msv_view {
     float *data;
     int64_t n, c, h, w; /* logical sizes */
@@ -38,8 +40,8 @@ void msv_kernel_layer_norm_channels(const msv_view *x, const msv_view *y, const 
 void msv_kernel_simple_gate(const msv_view *x, const msv_view *y);
 /* y = x placed at (top, left) inside a frame filled with value. */
 void msv_kernel_pad(const msv_view *x, const msv_view *y, int64_t top, int64_t left, float value);
-/* y = x[:, c0:, h0:, w0:] cropped to y's size. */
-void msv_kernel_slice(const msv_view *x, const msv_view *y, int64_t c0, int64_t h0, int64_t w0);
+/* y = x[n0:, c0:, h0:, w0:] cropped to y's size. */
+void msv_kernel_slice(const msv_view *x, const msv_view *y, int64_t n0, int64_t c0, int64_t h0, int64_t w0);
 /* PixelShuffle(r): y[c, h*r+i, w*r+j] = x[c*r*r + i*r + j, h, w]; unshuffle is the inverse. */
 void msv_kernel_pixel_shuffle(const msv_view *x, const msv_view *y, int64_t r);
 void msv_kernel_pixel_unshuffle(const msv_view *x, const msv_view *y, int64_t r);
@@ -51,5 +53,32 @@ void msv_kernel_group_norm(const msv_view *x, const msv_view *y, int64_t groups,
                            float eps);
 /* Zero the channel padding of a blocked view (c .. c_padded). */
 void msv_kernel_zero_channel_padding(const msv_view *y);
+
+/* ---- kernels for what oneDNN runs only on its slow reference implementations (fallback.c) ---- */
+
+/* act(v) with oneDNN's definitions (msv.h msv_act). */
+float msv_eltwise_value(msv_act act, float alpha, float beta, float v);
+
+/* A view whose size-1 dims broadcast (stride 0 there): the operand of a binary op or post-op. */
+typedef struct msv_kernel_post {
+    enum { MSV_KPOST_ELTWISE, MSV_KPOST_BINARY, MSV_KPOST_PRELU } kind;
+    msv_act act;
+    float alpha, beta;
+    msv_binop op;
+    msv_view operand; /* binary: broadcast where a dim is 1; prelu: the slopes, (1, C or 1, 1, 1) */
+} msv_kernel_post;
+
+/* y = post_n(... post_1(y)), in place. */
+void msv_kernel_post_ops(const msv_view *y, const msv_kernel_post *ops, int n);
+/* y = a (op) b, b broadcasting against a. */
+void msv_kernel_binary(const msv_view *a, const msv_view *b, const msv_view *y, msv_binop op);
+/* softmax over the channels of each pixel (max-subtracted, as oneDNN's accurate softmax). */
+void msv_kernel_softmax_channels(const msv_view *x, const msv_view *y);
+/* Depthwise convolution (groups == C == O): w is (C, kh, kw), bias (C) or NULL. */
+void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float *w, const float *bias,
+                               const msv_window *win);
+/* y = x[begin ...] for row-major tensors of rank <= MSV_MAX_DIMS (ydims: the result's dims). */
+void msv_kernel_slice_plain(const float *x, const int64_t *xdims, float *y, const int64_t *ydims,
+                            const int64_t *begin, int rank);
 
 #endif

@@ -1,8 +1,8 @@
-/* detect.c - detection post-processing that is work per box: NMS and SSD box decoding. */
+/* boxes.c - box geometry that is work per box: NMS and SSD box decoding (msv.h). */
 #include <math.h>
 #include <stdlib.h>
 
-#include "graph_internal.h"
+#include "../msv.h"
 
 typedef struct scored {
     float score;

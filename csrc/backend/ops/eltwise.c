@@ -1,0 +1,54 @@
+/* eltwise.c - planners of eltwise and prelu: oneDNN primitives on the producer's layout. */
+#include "../planner.h"
+
+msv_status msv_plan_eltwise(msv_planner *pl, const msv_node *n) {
+    const int src = msv_pl_entry(pl, n->in[0]);
+    dnnl_primitive_attr_t attr = msv_new_attr();
+    if (src < 0 || !attr) {
+        dnnl_primitive_attr_destroy(attr);
+        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    const_dnnl_memory_desc_t md = pl->p->entries[src].md;
+    float alpha = n->p.eltwise.alpha, beta = n->p.eltwise.beta;
+    const dnnl_alg_kind_t alg = msv_eltwise_alg(n->p.eltwise.act, &alpha, &beta);
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t s =
+        dnnl_eltwise_forward_primitive_desc_create(&pd, pl->engine, dnnl_forward_inference, alg, md, md, alpha, beta, attr);
+    dnnl_primitive_attr_destroy(attr);
+    msv_status st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
+    if (st != MSV_OK) {
+        dnnl_primitive_desc_destroy(pd);
+        return st;
+    }
+    return msv_pl_simple(pl, n, s, pd, "eltwise", &src, (int[]){DNNL_ARG_SRC}, 1, NULL);
+}
+
+msv_status msv_plan_prelu(msv_planner *pl, const msv_node *n) {
+    const int src = msv_pl_entry(pl, n->in[0]);
+    const int64_t len = msv_numel(pl->shapes[n->in[1]]);
+    const msv_shape xs = pl->shapes[n->in[0]];
+    msv_shape ws = xs; /* slopes broadcast over every axis but 1 */
+    for (int d = 0; d < ws.ndims; d++)
+        ws.dims[d] = d == 1 ? len : 1;
+    const int w = msv_pl_new_entry(pl, MSV_E_FIXED, msv_md_plain(ws));
+    dnnl_memory_desc_t dany = msv_md(xs.ndims, xs.dims, dnnl_format_tag_any);
+    dnnl_primitive_attr_t attr = msv_new_attr();
+    msv_status st = MSV_OK;
+    if (src < 0 || w < 0 || !dany || !attr) {
+        st = pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
+    } else {
+        pl->p->entries[w].fixed = pl->g->tensors[n->in[1]].data;
+        pl->p->entries[w].def = 0;
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_status_t s = dnnl_prelu_forward_primitive_desc_create(&pd, pl->engine, dnnl_forward_inference,
+                                                                   pl->p->entries[src].md, pl->p->entries[w].md, dany, attr);
+        st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
+        if (st == MSV_OK)
+            st = msv_pl_simple(pl, n, s, pd, "prelu", (int[]){src, w}, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS}, 2, NULL);
+        else
+            dnnl_primitive_desc_destroy(pd);
+    }
+    dnnl_memory_desc_destroy(dany);
+    dnnl_primitive_attr_destroy(attr);
+    return st;
+}

@@ -1,0 +1,105 @@
+/* layout.c - planners of concat (oneDNN), pad, slice and the pixel shuffles (C kernels). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../planner.h"
+
+msv_status msv_plan_concat(msv_planner *pl, const msv_node *n) {
+    const msv_shape ys = pl->shapes[n->out];
+    const_dnnl_memory_desc_t mds[MSV_MAX_INPUTS];
+    int entries[MSV_MAX_INPUTS], args[MSV_MAX_INPUTS];
+    for (int i = 0; i < n->n_in; i++) {
+        entries[i] = msv_pl_entry(pl, n->in[i]);
+        if (entries[i] < 0) return pl->err->status;
+        mds[i] = pl->p->entries[entries[i]].md;
+        args[i] = DNNL_ARG_MULTIPLE_SRC + i;
+    }
+    dnnl_memory_desc_t dany = msv_md(ys.ndims, ys.dims, dnnl_format_tag_any);
+    dnnl_primitive_attr_t attr = msv_new_attr();
+    msv_status st;
+    if (!dany || !attr) {
+        st = msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
+    } else {
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_status_t s = dnnl_concat_primitive_desc_create(&pd, pl->engine, dany, n->n_in, n->p.concat.axis, mds, attr);
+        st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
+        if (st == MSV_OK)
+            st = msv_pl_simple(pl, n, s, pd, "concat", entries, args, n->n_in, NULL);
+        else
+            dnnl_primitive_desc_destroy(pd);
+    }
+    dnnl_memory_desc_destroy(dany);
+    dnnl_primitive_attr_destroy(attr);
+    return st;
+}
+
+static msv_status run_pad(const msv_step *s, msv_exec *x) {
+    const msv_view a = msv_exec_view(x, s, 0), y = msv_exec_view(x, s, 1);
+    const msv_pad_params *p = &s->node->p.pad;
+    msv_kernel_pad(&a, &y, p->top, p->left, p->value);
+    return MSV_OK;
+}
+
+msv_status msv_plan_pad(msv_planner *pl, const msv_node *n) { return msv_pl_view_kernel(pl, n, run_pad, "", NULL); }
+
+static msv_status run_slice(const msv_step *s, msv_exec *x) {
+    const msv_view a = msv_exec_view(x, s, 0), y = msv_exec_view(x, s, 1);
+    const int64_t *b = s->node->p.slice.begin;
+    msv_kernel_slice(&a, &y, b[0], b[1], b[2], b[3]);
+    return MSV_OK;
+}
+
+typedef struct slice_plain_state {
+    int rank;
+    int64_t xdims[MSV_MAX_DIMS], ydims[MSV_MAX_DIMS];
+} slice_plain_state;
+
+static msv_status run_slice_plain(const msv_step *s, msv_exec *x) {
+    const slice_plain_state *st = s->state;
+    msv_kernel_slice_plain(msv_exec_ptr(x, s->view_entry[0]), st->xdims, msv_exec_ptr(x, s->view_entry[1]), st->ydims,
+                           s->node->p.slice.begin, st->rank);
+    return MSV_OK;
+}
+
+msv_status msv_plan_slice(msv_planner *pl, const msv_node *n) {
+    const msv_shape xs = pl->shapes[n->in[0]], ys = pl->shapes[n->out];
+    if (xs.ndims == 4) return msv_pl_view_kernel(pl, n, run_slice, "", NULL);
+    msv_view vx, vy; /* other ranks: row-major in and out (the views carry nothing but the entries) */
+    slice_plain_state *st = calloc(1, sizeof(*st));
+    const int src = st ? msv_pl_axis_view(pl, n->in[0], 0, &vx) : -1;
+    const int out = src >= 0 ? msv_pl_axis_output(pl, n, 0, &vy) : -1;
+    msv_step *s = out >= 0 ? msv_pl_kernel(pl, run_slice_plain, n, "") : NULL;
+    if (!s) {
+        free(st);
+        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    st->rank = xs.ndims;
+    memcpy(st->xdims, xs.dims, sizeof st->xdims);
+    memcpy(st->ydims, ys.dims, sizeof st->ydims);
+    s->state = st;
+    s->free_state = free;
+    pl->p->entries[out].def = pl->p->n_steps - 1;
+    msv_pl_kernel_view(pl, s, src, &vx);
+    msv_pl_kernel_view(pl, s, out, &vy);
+    return MSV_OK;
+}
+
+static msv_status run_pixel_shuffle(const msv_step *s, msv_exec *x) {
+    const msv_view a = msv_exec_view(x, s, 0), y = msv_exec_view(x, s, 1);
+    msv_kernel_pixel_shuffle(&a, &y, s->node->p.shuffle.factor);
+    return MSV_OK;
+}
+
+static msv_status run_pixel_unshuffle(const msv_step *s, msv_exec *x) {
+    const msv_view a = msv_exec_view(x, s, 0), y = msv_exec_view(x, s, 1);
+    msv_kernel_pixel_unshuffle(&a, &y, s->node->p.shuffle.factor);
+    return MSV_OK;
+}
+
+msv_status msv_plan_pixel_shuffle(msv_planner *pl, const msv_node *n) {
+    return msv_pl_view_kernel(pl, n, run_pixel_shuffle, "", NULL);
+}
+
+msv_status msv_plan_pixel_unshuffle(msv_planner *pl, const msv_node *n) {
+    return msv_pl_view_kernel(pl, n, run_pixel_unshuffle, "", NULL);
+}
