@@ -132,7 +132,15 @@ typedef enum msv_act {
     MSV_ACT_COUNT
 } msv_act;
 
-typedef enum msv_binop { MSV_BIN_ADD, MSV_BIN_SUB, MSV_BIN_MUL, MSV_BIN_DIV, MSV_BIN_MAX, MSV_BIN_MIN, MSV_BIN_COUNT } msv_binop;
+typedef enum msv_binop {
+    MSV_BIN_ADD,
+    MSV_BIN_SUB,
+    MSV_BIN_MUL,
+    MSV_BIN_DIV,
+    MSV_BIN_MAX,
+    MSV_BIN_MIN,
+    MSV_BIN_COUNT
+} msv_binop;
 
 /* A 2-D window: kernel, stride, zero padding (top, left, bottom, right), dilation (1 = none). */
 typedef struct msv_window {
@@ -172,7 +180,12 @@ typedef struct msv_norm_params {
     float eps;
 } msv_norm_params;
 
-typedef enum msv_pool_kind { MSV_POOL_MAX, MSV_POOL_AVG_INCLUDE_PAD, MSV_POOL_AVG_EXCLUDE_PAD, MSV_POOL_COUNT } msv_pool_kind;
+typedef enum msv_pool_kind {
+    MSV_POOL_MAX,
+    MSV_POOL_AVG_INCLUDE_PAD,
+    MSV_POOL_AVG_EXCLUDE_PAD,
+    MSV_POOL_COUNT
+} msv_pool_kind;
 
 /* pool2d: PyTorch's output size (ceil_mode as torch). global_avg_pool: no parameters. */
 typedef struct msv_pool_params {

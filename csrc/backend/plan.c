@@ -343,7 +343,7 @@ msv_status msv_pl_post_ops_kernel(msv_planner *pl, const msv_node *n, int first,
         const msv_post_op *op = &n->post[k];
         msv_kernel_post *kp = &st->ops[st->n];
         st->operand_view[st->n] = -1;
-        kp->kind = op->kind == MSV_POST_ELTWISE ? MSV_KPOST_ELTWISE
+        kp->kind = op->kind == MSV_POST_ELTWISE  ? MSV_KPOST_ELTWISE
                    : op->kind == MSV_POST_BINARY ? MSV_KPOST_BINARY
                                                  : MSV_KPOST_PRELU;
         kp->act = op->eltwise.act;
@@ -355,7 +355,8 @@ msv_status msv_pl_post_ops_kernel(msv_planner *pl, const msv_node *n, int first,
             operand_entries[st->n] = msv_pl_view(pl, op->tensor, &operand_views[st->n]);
         } else if (op->kind == MSV_POST_PRELU) {
             operand_entries[st->n] = slope_entry(pl, op->tensor);
-            if (operand_entries[st->n] >= 0) msv_md_to_view(pl->p->entries[operand_entries[st->n]].md, &operand_views[st->n]);
+            if (operand_entries[st->n] >= 0)
+                msv_md_to_view(pl->p->entries[operand_entries[st->n]].md, &operand_views[st->n]);
         }
         if (op->kind != MSV_POST_ELTWISE && operand_entries[st->n] < 0) {
             free(st);
@@ -372,7 +373,8 @@ msv_status msv_pl_post_ops_kernel(msv_planner *pl, const msv_node *n, int first,
     s->free_state = free;
     msv_pl_kernel_view(pl, s, y, &vy);
     for (int k = 0; k < st->n; k++)
-        if (operand_entries[k] >= 0) st->operand_view[k] = msv_pl_kernel_view(pl, s, operand_entries[k], &operand_views[k]);
+        if (operand_entries[k] >= 0)
+            st->operand_view[k] = msv_pl_kernel_view(pl, s, operand_entries[k], &operand_views[k]);
     return MSV_OK;
 }
 
@@ -406,7 +408,8 @@ msv_status msv_pl_view_kernel(msv_planner *pl, const msv_node *n, msv_step_run r
     msv_step *s = out >= 0 && msv_md_to_view(pl->p->entries[out].md, &vy) ? msv_pl_kernel(pl, run, n, what) : NULL;
     if (!s) {
         free(state);
-        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_BACKEND, "cannot lay out a C kernel result");
+        return pl->err->status ? pl->err->status
+                               : msv_set_error(pl->err, MSV_ERR_BACKEND, "cannot lay out a C kernel result");
     }
     s->state = state;
     s->free_state = state ? free : NULL;
@@ -573,8 +576,8 @@ static msv_status plan_output(msv_planner *pl, int i, msv_layout layout) {
     return MSV_OK;
 }
 
-msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, msv_layout io_layout, const msv_shape *in_shapes,
-                          msv_plan **out, int64_t *primitives_created, msv_error *err) {
+msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, msv_layout io_layout,
+                          const msv_shape *in_shapes, msv_plan **out, int64_t *primitives_created, msv_error *err) {
     const msv_env env = msv_read_env();
     msv_plan *p = calloc(1, sizeof(*p));
     msv_shape *shapes = malloc(sizeof(msv_shape) * (size_t)g->n_tensors);
@@ -622,7 +625,8 @@ msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, msv_lay
     if (st == MSV_OK && !place_arena(p)) st = msv_set_error(err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
     for (int i = 0; i < p->n_entries && st == MSV_OK; i++) {
         msv_entry *e = &p->entries[i];
-        dnnl_status_t s = dnnl_memory_create(&e->mem, e->md, pl.engine, e->kind == MSV_E_FIXED ? e->fixed : DNNL_MEMORY_NONE);
+        dnnl_status_t s =
+            dnnl_memory_create(&e->mem, e->md, pl.engine, e->kind == MSV_E_FIXED ? e->fixed : DNNL_MEMORY_NONE);
         if (s != dnnl_success) st = msv_dnnl_fail(err, s, "create a memory object");
     }
     for (int i = 0; i < p->n_steps && st == MSV_OK; i++) {

@@ -38,7 +38,7 @@ msv_status msv_dnnl_fail(msv_error *err, dnnl_status_t s, const char *what);
 dnnl_memory_desc_t msv_md(int ndims, const int64_t *dims, dnnl_format_tag_t tag); /* NULL on failure */
 dnnl_memory_desc_t msv_md_strides(int ndims, const int64_t *dims, const int64_t *strides);
 dnnl_memory_desc_t msv_md_clone(const_dnnl_memory_desc_t md);
-dnnl_memory_desc_t msv_md_plain(msv_shape s);            /* row-major (nchw for 4-D) */
+dnnl_memory_desc_t msv_md_plain(msv_shape s); /* row-major (nchw for 4-D) */
 dnnl_memory_desc_t msv_md_shape(msv_shape s, dnnl_format_tag_t tag);
 dnnl_format_tag_t msv_plain_tag(int ndims);
 const char *msv_impl_name(const_dnnl_primitive_desc_t pd);
@@ -61,10 +61,10 @@ typedef struct msv_entry {
     int index;             /* MSV_E_INPUT / MSV_E_OUTPUT: which graph input / output */
     dnnl_memory_desc_t md; /* owned */
     size_t bytes;
-    int64_t offset;       /* MSV_E_ARENA */
-    void *fixed;          /* MSV_E_FIXED: constants or packed weights (not owned) */
-    int def, last;        /* the steps between which an arena block is live */
-    int defined_by_step;  /* 1 once a step writes it (only such entries can become caller outputs) */
+    int64_t offset;      /* MSV_E_ARENA */
+    void *fixed;         /* MSV_E_FIXED: constants or packed weights (not owned) */
+    int def, last;       /* the steps between which an arena block is live */
+    int defined_by_step; /* 1 once a step writes it (only such entries can become caller outputs) */
     dnnl_memory_t mem;
 } msv_entry;
 
@@ -97,7 +97,7 @@ typedef struct msv_plan {
     int n_entries, cap_entries;
     msv_step *steps;
     int n_steps, cap_steps;
-    int *tensor_entry;            /* graph tensor -> entry holding it (-1: none yet) */
+    int *tensor_entry;              /* graph tensor -> entry holding it (-1: none yet) */
     int conv_from[32], conv_to[32]; /* conversions already made (an input reordered once for two consumers) */
     int n_conv;
     size_t arena_bytes;
@@ -201,8 +201,8 @@ dnnl_format_tag_t msv_pl_preferred_tag(const msv_planner *pl, int64_t channels);
 msv_status msv_check_threads(int threads, msv_error *err);
 
 /* ---- plans as a whole (plan.c), used by the session ---- */
-msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, msv_layout io_layout, const msv_shape *in_shapes,
-                          msv_plan **out, int64_t *primitives_created, msv_error *err);
+msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, msv_layout io_layout,
+                          const msv_shape *in_shapes, msv_plan **out, int64_t *primitives_created, msv_error *err);
 void msv_plan_destroy(msv_plan *p);
 msv_status msv_plan_execute(msv_plan *p, void *arena, const float *const *inputs, float *const *outputs,
                             dnnl_stream_t stream, msv_error *err);

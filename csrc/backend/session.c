@@ -37,7 +37,8 @@ msv_status msv_session_create(msv_session **out, const msv_graph *g, const msv_s
     if (!g || !g->finalized) return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "the graph is not finalized");
     msv_session_options opt = options ? *options : (msv_session_options){0};
     if (opt.max_plans <= 0) opt.max_plans = DEFAULT_MAX_PLANS;
-    if (opt.max_plans > MAX_PLANS_LIMIT || opt.threads > 4096 || (opt.io_layout != MSV_LAYOUT_NCHW && opt.io_layout != MSV_LAYOUT_NHWC))
+    if (opt.max_plans > MAX_PLANS_LIMIT || opt.threads > 4096 ||
+        (opt.io_layout != MSV_LAYOUT_NCHW && opt.io_layout != MSV_LAYOUT_NHWC))
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT,
                              "invalid session options (max_plans 1..%d, threads up to 4096, layout NCHW or NHWC)",
                              MAX_PLANS_LIMIT);

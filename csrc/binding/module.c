@@ -24,8 +24,8 @@ PyObject *msv_raise(const msv_error *err) {
 }
 
 PyArrayObject *msv_as_f32(PyObject *obj, const char *what) {
-    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, NPY_FLOAT32, 0, 0,
-                                                        NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(
+        obj, NPY_FLOAT32, 0, 0, NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED | NPY_ARRAY_FORCECAST);
     if (!a) {
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "%s must be convertible to a float32 array", what);
@@ -49,10 +49,15 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "msvision._C", "msvision C core binding: Graph (build), Session (run), box geometry.", -1,
-    module_methods,        NULL,          NULL,                                                                  NULL,
-    NULL};
+static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
+                                        "msvision._C",
+                                        "msvision C core binding: Graph (build), Session (run), box geometry.",
+                                        -1,
+                                        module_methods,
+                                        NULL,
+                                        NULL,
+                                        NULL,
+                                        NULL};
 
 static PyObject *error_class(PyObject *errors, const char *name) {
     PyObject *cls = PyObject_GetAttrString(errors, name);

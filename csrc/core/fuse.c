@@ -22,7 +22,7 @@ void msv_fuse_post_ops(msv_graph *g) {
         if (pi < 0) continue;
         msv_node *p = &g->nodes[pi];
         if (p->fused_away || !accepts_post_ops(p->kind) || p->n_post >= MSV_MAX_POST_OPS || g->uses[t] != 1) continue;
-        if (c->kind == MSV_OP_BINARY && c->in[1] == t) continue; /* x op x */
+        if (c->kind == MSV_OP_BINARY && c->in[1] == t) continue;                  /* x op x */
         if (c->kind == MSV_OP_BINARY && g->shapes[c->in[1]].ndims != 4) continue; /* oneDNN post-ops: 4-D here */
         msv_post_op po;
         memset(&po, 0, sizeof po);

@@ -17,9 +17,7 @@ const msv_op_info msv_ops[MSV_OP_COUNT] = {
 #undef MSV_OP
 };
 
-const char *msv_op_name(msv_op_kind kind) {
-    return (int)kind >= 0 && kind < MSV_OP_COUNT ? msv_ops[kind].name : NULL;
-}
+const char *msv_op_name(msv_op_kind kind) { return (int)kind >= 0 && kind < MSV_OP_COUNT ? msv_ops[kind].name : NULL; }
 
 const msv_signature *msv_op_signature(msv_op_kind kind) {
     return (int)kind >= 0 && kind < MSV_OP_COUNT ? msv_ops[kind].signature : NULL;
@@ -77,8 +75,7 @@ static int add_tensor(msv_graph *g, msv_tensor t, msv_shape shape) {
 static int valid_shape(msv_shape s, int allow_dynamic) {
     if (s.ndims < 1 || s.ndims > MSV_MAX_DIMS) return 0;
     for (int i = 0; i < s.ndims; i++)
-        if (!(s.dims[i] > 0 || (allow_dynamic && s.dims[i] == MSV_DYNAMIC)) || s.dims[i] > MSV_MAX_DIM_SIZE)
-            return 0;
+        if (!(s.dims[i] > 0 || (allow_dynamic && s.dims[i] == MSV_DYNAMIC)) || s.dims[i] > MSV_MAX_DIM_SIZE) return 0;
     return 1;
 }
 
@@ -109,7 +106,8 @@ int msv_const(msv_graph *g, msv_shape shape, const float *data) {
 
 msv_status msv_output(msv_graph *g, int t) {
     if (failed(g)) return g->first_error.status;
-    if (g->finalized) return fail(g, MSV_ERR_INVALID_ARGUMENT, "output", "graph already finalized"), MSV_ERR_INVALID_ARGUMENT;
+    if (g->finalized)
+        return fail(g, MSV_ERR_INVALID_ARGUMENT, "output", "graph already finalized"), MSV_ERR_INVALID_ARGUMENT;
     if (!msv_is_activation(g, t) || g->n_outputs >= MSV_MAX_OUTPUTS) {
         char msg[96];
         snprintf(msg, sizeof msg, "invalid graph output %d", t);
@@ -128,8 +126,7 @@ static msv_status check_result(msv_shape s, msv_error *err) {
         if (s.dims[d] > MSV_MAX_DIM_SIZE)
             return msv_set_error(err, MSV_ERR_SHAPE, "a result dimension would exceed 2**31 - 1");
     }
-    if (msv_numel(s) > MSV_MAX_ELEMENTS)
-        return msv_set_error(err, MSV_ERR_SHAPE, "the result would exceed 16 GiB");
+    if (msv_numel(s) > MSV_MAX_ELEMENTS) return msv_set_error(err, MSV_ERR_SHAPE, "the result would exceed 16 GiB");
     return MSV_OK;
 }
 
@@ -155,7 +152,8 @@ int msv_add_op(msv_graph *g, msv_op_kind kind, const int *inputs, int n_inputs, 
         if (n.in[i] == -1 && optional) continue;
         if (n.in[i] < 0 || n.in[i] >= g->n_tensors) {
             char msg[128];
-            snprintf(msg, sizeof msg, "input %d (%.40s) is not a tensor of this graph", i, sig->inputs[variadic ? 0 : i]);
+            snprintf(msg, sizeof msg, "input %d (%.40s) is not a tensor of this graph", i,
+                     sig->inputs[variadic ? 0 : i]);
             return fail(g, MSV_ERR_INVALID_ARGUMENT, op->name, msg);
         }
     }
@@ -231,7 +229,8 @@ msv_status msv_infer_shapes(const msv_graph *g, const msv_shape *in_shapes, msv_
         const msv_shape want = g->shapes[g->inputs[i]], s = in_shapes[i];
         int ok = s.ndims == want.ndims;
         for (int d = 0; ok && d < s.ndims; d++)
-            ok = s.dims[d] > 0 && s.dims[d] <= MSV_MAX_DIM_SIZE && (want.dims[d] == MSV_DYNAMIC || want.dims[d] == s.dims[d]);
+            ok = s.dims[d] > 0 && s.dims[d] <= MSV_MAX_DIM_SIZE &&
+                 (want.dims[d] == MSV_DYNAMIC || want.dims[d] == s.dims[d]);
         if (!ok) {
             char buf[128] = "";
             size_t used = 0;

@@ -19,8 +19,8 @@ typedef enum msv_tensor_kind { MSV_T_INPUT, MSV_T_CONST, MSV_T_ACT } msv_tensor_
 
 typedef struct msv_tensor {
     msv_tensor_kind kind;
-    float *data;     /* constants only (owned) */
-    int producer;    /* node index for activations, -1 otherwise */
+    float *data;  /* constants only (owned) */
+    int producer; /* node index for activations, -1 otherwise */
 } msv_tensor;
 
 typedef union msv_op_params {
@@ -86,8 +86,8 @@ typedef struct msv_op_info {
 
 extern const msv_op_info msv_ops[MSV_OP_COUNT];
 
-#define MSV_OP(kind, name, family)                 \
-    extern const msv_signature msv_signature_##name; \
+#define MSV_OP(kind, name, family)                                                                              \
+    extern const msv_signature msv_signature_##name;                                                            \
     msv_status msv_shape_##name(const msv_graph *g, const msv_node *n, const msv_shape *shapes, msv_shape *out, \
                                 msv_error *err);
 #include "ops.def"

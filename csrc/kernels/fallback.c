@@ -127,8 +127,8 @@ void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float
             }
 }
 
-void msv_kernel_slice_plain(const float *x, const int64_t *xdims, float *y, const int64_t *ydims,
-                            const int64_t *begin, int rank) {
+void msv_kernel_slice_plain(const float *x, const int64_t *xdims, float *y, const int64_t *ydims, const int64_t *begin,
+                            int rank) {
     int64_t d[MSV_MAX_DIMS] = {1, 1, 1, 1, 1}, xd[MSV_MAX_DIMS] = {1, 1, 1, 1, 1}, b[MSV_MAX_DIMS] = {0};
     for (int i = 0; i < rank; i++) { /* right-align into 5 dims */
         d[MSV_MAX_DIMS - rank + i] = ydims[i];
@@ -138,8 +138,10 @@ void msv_kernel_slice_plain(const float *x, const int64_t *xdims, float *y, cons
     const int64_t rows = d[0] * d[1] * d[2] * d[3];
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-        const int64_t i3 = r % d[3], i2 = (r / d[3]) % d[2], i1 = (r / (d[3] * d[2])) % d[1], i0 = r / (d[3] * d[2] * d[1]);
-        const int64_t src = ((((i0 + b[0]) * xd[1] + i1 + b[1]) * xd[2] + i2 + b[2]) * xd[3] + i3 + b[3]) * xd[4] + b[4];
+        const int64_t i3 = r % d[3], i2 = (r / d[3]) % d[2], i1 = (r / (d[3] * d[2])) % d[1],
+                      i0 = r / (d[3] * d[2] * d[1]);
+        const int64_t src =
+            ((((i0 + b[0]) * xd[1] + i1 + b[1]) * xd[2] + i2 + b[2]) * xd[3] + i3 + b[3]) * xd[4] + b[4];
         for (int64_t k = 0; k < d[4]; k++)
             y[r * d[4] + k] = x[src + k];
     }

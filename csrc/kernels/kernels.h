@@ -78,7 +78,7 @@ void msv_kernel_softmax_channels(const msv_view *x, const msv_view *y);
 void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float *w, const float *bias,
                                const msv_window *win);
 /* y = x[begin ...] for row-major tensors of rank <= MSV_MAX_DIMS (ydims: the result's dims). */
-void msv_kernel_slice_plain(const float *x, const int64_t *xdims, float *y, const int64_t *ydims,
-                            const int64_t *begin, int rank);
+void msv_kernel_slice_plain(const float *x, const int64_t *xdims, float *y, const int64_t *ydims, const int64_t *begin,
+                            int rank);
 
 #endif

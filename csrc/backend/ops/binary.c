@@ -19,7 +19,8 @@ static msv_status plan_binary_kernel(msv_planner *pl, const msv_node *n) {
     const int out = ymd ? msv_pl_output(pl, n, ymd) : -1;
     dnnl_memory_desc_destroy(ymd);
     msv_step *s = out >= 0 && msv_md_to_view(pl->p->entries[out].md, &vy) ? msv_pl_kernel(pl, run_binary, n, "") : NULL;
-    if (!s) return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_BACKEND, "cannot plan a binary op");
+    if (!s)
+        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_BACKEND, "cannot plan a binary op");
     pl->p->entries[out].def = pl->p->n_steps - 1;
     msv_pl_kernel_view(pl, s, a, &va);
     msv_pl_kernel_view(pl, s, b, &vb);
@@ -37,7 +38,8 @@ msv_status msv_plan_binary(msv_planner *pl, const msv_node *n) {
     msv_status st = MSV_OK;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t s = dnnl_success;
-    if (b < 0 || !dany || !attr || !msv_pl_post_op_operands(pl, n, operands) || !msv_pl_post_ops(pl, n, attr, operands)) {
+    if (b < 0 || !dany || !attr || !msv_pl_post_op_operands(pl, n, operands) ||
+        !msv_pl_post_ops(pl, n, attr, operands)) {
         st = pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_BACKEND, "planning a binary op failed");
     } else {
         s = dnnl_binary_primitive_desc_create(&pd, pl->engine, msv_binary_alg(n->p.binary.op), pl->p->entries[a].md,

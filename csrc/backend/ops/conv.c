@@ -92,12 +92,14 @@ static msv_status run_winograd(const msv_step *s, msv_exec *x) {
 static dnnl_primitive_desc_t wino_matmul(msv_planner *pl, int64_t rows, int64_t I, int64_t O,
                                          const_dnnl_memory_desc_t weights) {
     dnnl_memory_desc_t vmd = msv_md(3, (int64_t[]){MSV_WINO_POSITIONS, rows, I}, dnnl_abc);
-    dnnl_memory_desc_t umd = weights ? msv_md_clone(weights) : msv_md(3, (int64_t[]){MSV_WINO_POSITIONS, I, O}, dnnl_format_tag_any);
+    dnnl_memory_desc_t umd =
+        weights ? msv_md_clone(weights) : msv_md(3, (int64_t[]){MSV_WINO_POSITIONS, I, O}, dnnl_format_tag_any);
     dnnl_memory_desc_t mmd = msv_md(3, (int64_t[]){MSV_WINO_POSITIONS, rows, O}, dnnl_abc);
     dnnl_primitive_attr_t attr = msv_new_attr();
     dnnl_primitive_desc_t pd = NULL;
     if (vmd && umd && mmd && attr &&
-        (dnnl_matmul_primitive_desc_create(&pd, pl->engine, vmd, umd, NULL, mmd, attr) != dnnl_success || msv_is_ref(pd))) {
+        (dnnl_matmul_primitive_desc_create(&pd, pl->engine, vmd, umd, NULL, mmd, attr) != dnnl_success ||
+         msv_is_ref(pd))) {
         dnnl_primitive_desc_destroy(pd);
         pd = NULL;
     }
@@ -162,7 +164,9 @@ static msv_status plan_winograd(msv_planner *pl, const msv_node *n, int *planned
     int v = -1, m = -1, out = -1;
     if (w >= 0 && state) {
         v = msv_pl_new_entry(pl, MSV_E_ARENA, msv_md_clone(dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0)));
-        m = v < 0 ? -1 : msv_pl_new_entry(pl, MSV_E_ARENA, msv_md_clone(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0)));
+        m = v < 0 ? -1
+                  : msv_pl_new_entry(pl, MSV_E_ARENA,
+                                     msv_md_clone(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0)));
         dnnl_memory_desc_t ymd = msv_md(4, ys.dims, dnnl_nhwc);
         out = m < 0 || !ymd ? -1 : msv_pl_output(pl, n, ymd);
         dnnl_memory_desc_destroy(ymd);
@@ -258,12 +262,13 @@ static dnnl_primitive_desc_t candidate(msv_planner *pl, const conv_descs *d, con
     dnnl_primitive_attr_t own = attr ? NULL : msv_new_attr(); /* probes still use a user scratchpad */
     if (!attr) attr = own;
     dnnl_status_t s =
-        d->deconv ? dnnl_deconvolution_forward_primitive_desc_create(&cand, pl->engine, dnnl_forward_inference,
-                                                                     dnnl_deconvolution_direct, src, d->wany, d->bias,
-                                                                     dst, d->strides, d->dilation, d->pad_l, d->pad_r, attr)
-                  : dnnl_convolution_forward_primitive_desc_create(&cand, pl->engine, dnnl_forward_inference,
-                                                                   dnnl_convolution_direct, src, d->wany, d->bias, dst,
-                                                                   d->strides, d->dilation, d->pad_l, d->pad_r, attr);
+        d->deconv
+            ? dnnl_deconvolution_forward_primitive_desc_create(&cand, pl->engine, dnnl_forward_inference,
+                                                               dnnl_deconvolution_direct, src, d->wany, d->bias, dst,
+                                                               d->strides, d->dilation, d->pad_l, d->pad_r, attr)
+            : dnnl_convolution_forward_primitive_desc_create(&cand, pl->engine, dnnl_forward_inference,
+                                                             dnnl_convolution_direct, src, d->wany, d->bias, dst,
+                                                             d->strides, d->dilation, d->pad_l, d->pad_r, attr);
     dnnl_primitive_attr_destroy(own);
     if (s != dnnl_success) return NULL;
     if (!msv_is_ref(cand)) return cand;
@@ -305,10 +310,10 @@ static int is_full_operand(const msv_planner *pl, const msv_node *n, int k) {
 static msv_status add_conv_step(msv_planner *pl, const msv_node *n, const msv_node *m, const conv_descs *d,
                                 dnnl_primitive_desc_t pd, int src, const int *operands, int *result) {
     const int s_in = msv_pl_converted(pl, src, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0));
-    const int w_in = s_in < 0 ? -1
-                              : msv_pl_packed_weights(pl, n->in[1], MSV_W_AS_STORED, d->wplain,
-                                                      pl->g->tensors[n->in[1]].data,
-                                                      dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
+    const int w_in =
+        s_in < 0 ? -1
+                 : msv_pl_packed_weights(pl, n->in[1], MSV_W_AS_STORED, d->wplain, pl->g->tensors[n->in[1]].data,
+                                         dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
     const int b_in = n->in[2] >= 0 && w_in >= 0 ? msv_pl_entry(pl, n->in[2]) : -1;
     const int out = w_in < 0 || (n->in[2] >= 0 && b_in < 0)
                         ? -1
@@ -390,7 +395,8 @@ static msv_status plan_conv(msv_planner *pl, const msv_node *n) {
     int src = msv_pl_entry(pl, n->in[0]);
     if (src < 0 || !make_descs(pl, n, &d) || !msv_pl_post_op_operands(pl, n, operands)) {
         destroy_descs(&d);
-        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_BACKEND, "planning a convolution failed");
+        return pl->err->status ? pl->err->status
+                               : msv_set_error(pl->err, MSV_ERR_BACKEND, "planning a convolution failed");
     }
     memcpy(fallback_operands, operands, sizeof operands);
     /* 2. every post-op fused; a full-size operand's layout is the best output layout to ask for */
@@ -493,6 +499,7 @@ msv_status msv_plan_linear(msv_planner *pl, const msv_node *n) {
     dnnl_memory_desc_destroy(bmd);
     dnnl_memory_desc_destroy(dmd);
     dnnl_primitive_attr_destroy(attr);
-    if (st != MSV_OK && pl->err->status == MSV_OK) msv_set_error(pl->err, MSV_ERR_BACKEND, "planning a linear layer failed");
+    if (st != MSV_OK && pl->err->status == MSV_OK)
+        msv_set_error(pl->err, MSV_ERR_BACKEND, "planning a linear layer failed");
     return st;
 }

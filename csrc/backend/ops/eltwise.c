@@ -12,8 +12,8 @@ msv_status msv_plan_eltwise(msv_planner *pl, const msv_node *n) {
     float alpha = n->p.eltwise.alpha, beta = n->p.eltwise.beta;
     const dnnl_alg_kind_t alg = msv_eltwise_alg(n->p.eltwise.act, &alpha, &beta);
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t s =
-        dnnl_eltwise_forward_primitive_desc_create(&pd, pl->engine, dnnl_forward_inference, alg, md, md, alpha, beta, attr);
+    dnnl_status_t s = dnnl_eltwise_forward_primitive_desc_create(&pd, pl->engine, dnnl_forward_inference, alg, md, md,
+                                                                 alpha, beta, attr);
     dnnl_primitive_attr_destroy(attr);
     msv_status st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
     if (st != MSV_OK) {
@@ -40,11 +40,12 @@ msv_status msv_plan_prelu(msv_planner *pl, const msv_node *n) {
         pl->p->entries[w].fixed = pl->g->tensors[n->in[1]].data;
         pl->p->entries[w].def = 0;
         dnnl_primitive_desc_t pd = NULL;
-        dnnl_status_t s = dnnl_prelu_forward_primitive_desc_create(&pd, pl->engine, dnnl_forward_inference,
-                                                                   pl->p->entries[src].md, pl->p->entries[w].md, dany, attr);
+        dnnl_status_t s = dnnl_prelu_forward_primitive_desc_create(
+            &pd, pl->engine, dnnl_forward_inference, pl->p->entries[src].md, pl->p->entries[w].md, dany, attr);
         st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
         if (st == MSV_OK)
-            st = msv_pl_simple(pl, n, s, pd, "prelu", (int[]){src, w}, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS}, 2, NULL);
+            st =
+                msv_pl_simple(pl, n, s, pd, "prelu", (int[]){src, w}, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS}, 2, NULL);
         else
             dnnl_primitive_desc_destroy(pd);
     }

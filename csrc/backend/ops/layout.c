@@ -21,7 +21,8 @@ msv_status msv_plan_concat(msv_planner *pl, const msv_node *n) {
         st = msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
     } else {
         dnnl_primitive_desc_t pd = NULL;
-        dnnl_status_t s = dnnl_concat_primitive_desc_create(&pd, pl->engine, dany, n->n_in, n->p.concat.axis, mds, attr);
+        dnnl_status_t s =
+            dnnl_concat_primitive_desc_create(&pd, pl->engine, dany, n->n_in, n->p.concat.axis, mds, attr);
         st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
         if (st == MSV_OK)
             st = msv_pl_simple(pl, n, s, pd, "concat", entries, args, n->n_in, NULL);

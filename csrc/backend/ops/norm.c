@@ -73,9 +73,9 @@ msv_status msv_plan_softmax(msv_planner *pl, const msv_node *n) {
     if (src < 0 || !dany || !attr) {
         st = pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
     } else {
-        dnnl_status_t s = dnnl_softmax_forward_primitive_desc_create(&pd, pl->engine, dnnl_forward_inference,
-                                                                     dnnl_softmax_accurate, pl->p->entries[src].md, dany,
-                                                                     n->p.norm.axis, attr);
+        dnnl_status_t s =
+            dnnl_softmax_forward_primitive_desc_create(&pd, pl->engine, dnnl_forward_inference, dnnl_softmax_accurate,
+                                                       pl->p->entries[src].md, dany, n->p.norm.axis, attr);
         if (s == dnnl_success && msv_is_ref(pd)) { /* e.g. over the 2 channels of an NCHW map */
             dnnl_primitive_desc_destroy(pd);
             pd = NULL;

@@ -14,8 +14,8 @@ static msv_status pooling(msv_planner *pl, const msv_node *n, dnnl_alg_kind_t al
         dnnl_dims_t k = {kernel[0], kernel[1]}, s = {stride[0], stride[1]}, l = {pad_l[0], pad_l[1]},
                     r = {pad_r[0], pad_r[1]}, dil = {0, 0};
         dnnl_primitive_desc_t pd = NULL;
-        dnnl_status_t ds = dnnl_pooling_forward_primitive_desc_create(&pd, pl->engine, dnnl_forward_inference, alg,
-                                                                      pl->p->entries[src].md, dany, s, k, dil, l, r, attr);
+        dnnl_status_t ds = dnnl_pooling_forward_primitive_desc_create(
+            &pd, pl->engine, dnnl_forward_inference, alg, pl->p->entries[src].md, dany, s, k, dil, l, r, attr);
         st = ds == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
         if (st == MSV_OK)
             st = msv_pl_simple(pl, n, ds, pd, "pooling", &src, (int[]){DNNL_ARG_SRC}, 1, NULL);

@@ -28,12 +28,15 @@ msv_status msv_shape_binary(const msv_graph *g, const msv_node *n, const msv_sha
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "unknown binary op %d", (int)n->p.binary.op);
     const msv_shape a = shapes[n->in[0]], b = shapes[n->in[1]];
     if (b.ndims != a.ndims)
-        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "operand b has %d dimensions, a has %d (a constant operand "
-                             "must have a's rank)", b.ndims, a.ndims);
+        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT,
+                             "operand b has %d dimensions, a has %d (a constant operand "
+                             "must have a's rank)",
+                             b.ndims, a.ndims);
     for (int d = 0; d < a.ndims; d++)
         if (b.dims[d] != 1 && msv_known(a.dims[d]) && msv_known(b.dims[d]) && b.dims[d] != a.dims[d])
-            return msv_set_error(err, MSV_ERR_SHAPE, "operand b does not broadcast against a in dimension %d (%lld vs %lld)",
-                                 d, (long long)b.dims[d], (long long)a.dims[d]);
+            return msv_set_error(err, MSV_ERR_SHAPE,
+                                 "operand b does not broadcast against a in dimension %d (%lld vs %lld)", d,
+                                 (long long)b.dims[d], (long long)a.dims[d]);
     *out = a;
     return MSV_OK;
 }

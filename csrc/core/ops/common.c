@@ -22,7 +22,8 @@ msv_shape msv_shape4(int64_t n, int64_t c, int64_t h, int64_t w) { return (msv_s
 msv_status msv_check_vector(const msv_graph *g, int t, int64_t len, const char *what, msv_error *err) {
     if (t < 0) return MSV_OK;
     if (!msv_is_const(g, t) || (len >= 0 && msv_numel(g->shapes[t]) != len))
-        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "%s must be a constant of %lld values", what, (long long)len);
+        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "%s must be a constant of %lld values", what,
+                             (long long)len);
     return MSV_OK;
 }
 

@@ -3,11 +3,11 @@
 
 #include "ops_util.h"
 
-#define CONV_FIELDS(doc_kernel)                                                                            \
-    FIELD(msv_conv_params, win.kh, MSV_FIELD_PAIR, "kernel", doc_kernel),                                    \
-        FIELD(msv_conv_params, win.sh, MSV_FIELD_PAIR, "stride", "stride (h, w)"),                             \
+#define CONV_FIELDS(doc_kernel)                                                                                     \
+    FIELD(msv_conv_params, win.kh, MSV_FIELD_PAIR, "kernel", doc_kernel),                                           \
+        FIELD(msv_conv_params, win.sh, MSV_FIELD_PAIR, "stride", "stride (h, w)"),                                  \
         FIELD(msv_conv_params, win.pad_t, MSV_FIELD_PADDING, "padding", "zero padding (top, left, bottom, right)"), \
-        FIELD(msv_conv_params, win.dh, MSV_FIELD_PAIR, "dilation", "dilation (h, w)"),                        \
+        FIELD(msv_conv_params, win.dh, MSV_FIELD_PAIR, "dilation", "dilation (h, w)"),                              \
         FIELD(msv_conv_params, groups, MSV_FIELD_INT, "groups", "groups")
 
 static const msv_conv_params conv_defaults = {.win = {.sh = 1, .sw = 1, .dh = 1, .dw = 1}, .groups = 1};
@@ -50,9 +50,9 @@ static msv_status check_conv(const msv_graph *g, const msv_node *n, const msv_sh
     *w = msv_conv_window(g, n);
     const msv_window given = n->p.conv.win;
     if ((given.kh || given.kw) && (given.kh != w->kh || given.kw != w->kw))
-        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT,
-                             "weight (%lld, %lld, %lld, %lld) does not fit kernel %dx%d", (long long)ws.dims[0],
-                             (long long)ws.dims[1], (long long)ws.dims[2], (long long)ws.dims[3], given.kh, given.kw);
+        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "weight (%lld, %lld, %lld, %lld) does not fit kernel %dx%d",
+                             (long long)ws.dims[0], (long long)ws.dims[1], (long long)ws.dims[2], (long long)ws.dims[3],
+                             given.kh, given.kw);
     if (n->p.conv.groups < 1 || n->p.conv.groups > MSV_MAX_DIM_SIZE)
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "groups must be positive");
     return msv_check_window(w, 1, err);
@@ -66,10 +66,11 @@ msv_status msv_shape_conv2d(const msv_graph *g, const msv_node *n, const msv_sha
     const msv_shape x = shapes[n->in[0]], ws = shapes[n->in[1]];
     const int groups = n->p.conv.groups;
     if (ws.dims[1] * groups != x.dims[1] || ws.dims[0] % groups)
-        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT,
-                             "weight (%lld, %lld, %lld, %lld) does not fit %lld input channels, groups %d, kernel %dx%d",
-                             (long long)ws.dims[0], (long long)ws.dims[1], (long long)ws.dims[2],
-                             (long long)ws.dims[3], (long long)x.dims[1], groups, w.kh, w.kw);
+        return msv_set_error(
+            err, MSV_ERR_INVALID_ARGUMENT,
+            "weight (%lld, %lld, %lld, %lld) does not fit %lld input channels, groups %d, kernel %dx%d",
+            (long long)ws.dims[0], (long long)ws.dims[1], (long long)ws.dims[2], (long long)ws.dims[3],
+            (long long)x.dims[1], groups, w.kh, w.kw);
     st = msv_check_vector(g, n->in[2], ws.dims[0], "bias", err);
     if (st != MSV_OK) return st;
     const int64_t oh = msv_window_out(x.dims[2], w.kh, w.sh, w.pad_t, w.pad_b, w.dh, 0);
@@ -93,8 +94,9 @@ msv_status msv_shape_deconv2d(const msv_graph *g, const msv_node *n, const msv_s
     const msv_shape x = shapes[n->in[0]], ws = shapes[n->in[1]];
     const msv_conv_params *p = &n->p.conv;
     if (ws.dims[0] != x.dims[1] || ws.dims[0] % p->groups)
-        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "weight (%lld, ...) does not fit %lld input channels, groups %d",
-                             (long long)ws.dims[0], (long long)x.dims[1], p->groups);
+        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT,
+                             "weight (%lld, ...) does not fit %lld input channels, groups %d", (long long)ws.dims[0],
+                             (long long)x.dims[1], p->groups);
     if (p->out_pad_h < 0 || p->out_pad_w < 0 || (p->out_pad_h >= w.sh && p->out_pad_h >= w.dh) ||
         (p->out_pad_w >= w.sw && p->out_pad_w >= w.dw))
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "output padding must be smaller than stride or dilation");

@@ -40,7 +40,8 @@ msv_status msv_shape_prelu(const msv_graph *g, const msv_node *n, const msv_shap
     if (st != MSV_OK) return st;
     const msv_shape x = shapes[n->in[0]];
     if (!msv_is_const(g, n->in[1]) || x.ndims < 2)
-        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "prelu needs an activation of rank >= 2 and a constant slope");
+        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT,
+                             "prelu needs an activation of rank >= 2 and a constant slope");
     const int64_t len = msv_numel(shapes[n->in[1]]);
     if (len != 1 && len != x.dims[1])
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "slope has %lld values for %lld channels", (long long)len,

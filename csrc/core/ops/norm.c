@@ -47,8 +47,7 @@ static msv_status check_axis(const msv_shape x, int axis, msv_error *err) {
 static msv_status check_norm(const msv_graph *g, const msv_node *n, int64_t len, msv_error *err) {
     msv_status st = msv_check_vector(g, n->in[1], len, "scale", err);
     if (st == MSV_OK) st = msv_check_vector(g, n->in[2], len, "shift", err);
-    if (st == MSV_OK && !(n->p.norm.eps > 0))
-        st = msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "eps must be positive");
+    if (st == MSV_OK && !(n->p.norm.eps > 0)) st = msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "eps must be positive");
     return st;
 }
 

@@ -35,7 +35,8 @@ msv_status msv_shape_pool2d(const msv_graph *g, const msv_node *n, const msv_sha
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "unknown pooling kind %d", (int)p->kind);
     st = msv_check_window(w, 1, err);
     if (st != MSV_OK) return st;
-    if (w->dh != 1 || w->dw != 1) return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "dilated pooling is not supported");
+    if (w->dh != 1 || w->dw != 1)
+        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "dilated pooling is not supported");
     if (w->pad_t * 2 > w->kh || w->pad_l * 2 > w->kw || w->pad_b * 2 > w->kh || w->pad_r * 2 > w->kw)
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "pooling padding must be at most half the window");
     const msv_shape x = shapes[n->in[0]];

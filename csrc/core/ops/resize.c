@@ -34,7 +34,9 @@ const msv_signature msv_signature_resize_like = {
 
 static int valid_scale(float s) { return s > 0 && s <= MSV_MAX_SCALE; }
 
-static int64_t scaled(int64_t in, float scale) { return msv_known(in) ? (int64_t)floor((double)in * scale) : MSV_DYNAMIC; }
+static int64_t scaled(int64_t in, float scale) {
+    return msv_known(in) ? (int64_t)floor((double)in * scale) : MSV_DYNAMIC;
+}
 
 static msv_status check_mode(const msv_resize_params *p, msv_error *err) {
     if ((int)p->mode < 0 || p->mode >= MSV_RESIZE_COUNT)
@@ -51,8 +53,8 @@ msv_status msv_shape_resize(const msv_graph *g, const msv_node *n, const msv_sha
     const int sized = p->out_h > 0 || p->out_w > 0;
     if ((sized && !(p->out_h > 0 && p->out_w > 0 && p->out_h <= MSV_MAX_DIM_SIZE && p->out_w <= MSV_MAX_DIM_SIZE)) ||
         (!sized && !(valid_scale(p->scale_h) && valid_scale(p->scale_w))) || p->out_h < 0 || p->out_w < 0)
-        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT,
-                             "resize needs an output size or scale factors in (0, %g]", MSV_MAX_SCALE);
+        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "resize needs an output size or scale factors in (0, %g]",
+                             MSV_MAX_SCALE);
     const msv_shape x = shapes[n->in[0]];
     const int64_t oh = sized ? p->out_h : scaled(x.dims[2], p->scale_h);
     const int64_t ow = sized ? p->out_w : scaled(x.dims[3], p->scale_w);
@@ -77,7 +79,8 @@ msv_status msv_shape_resize_like(const msv_graph *g, const msv_node *n, const ms
     const int64_t oh = scaled(x.dims[2], p->scale_h), ow = scaled(x.dims[3], p->scale_w);
     if (msv_known(oh) && msv_known(like.dims[2]) && msv_known(ow) && msv_known(like.dims[3]) &&
         (like.dims[2] > oh || like.dims[3] > ow))
-        return msv_set_error(err, MSV_ERR_SHAPE, "the reference (%lld x %lld) is larger than the resized input (%lld x %lld)",
+        return msv_set_error(err, MSV_ERR_SHAPE,
+                             "the reference (%lld x %lld) is larger than the resized input (%lld x %lld)",
                              (long long)like.dims[2], (long long)like.dims[3], (long long)oh, (long long)ow);
     *out = msv_shape4(x.dims[0], x.dims[1], like.dims[2], like.dims[3]);
     return MSV_OK;
