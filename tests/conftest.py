@@ -4,6 +4,8 @@
   our machines; the stand-in there implements exactly the functions those pipelines call (tested in
   test_torchvision_stub.py). It is only ever used by the oracle side of the tests.
 - ``shared_dir``: real weights and photos beside the project (``../shared`` or $MSVISION_SHARED).
+- ``MSVISION_REFUSE_REF=1`` for the whole suite (subprocesses too): a planned step on a oneDNN reference
+  implementation is a test failure.
 - In CI (``CI`` set, as ``.ci/run`` does) a skipped test fails the run: a skipped conformance test is not a passed
   one, and a skip usually means a test dependency is missing from the ``test`` extras.
 """
@@ -15,6 +17,9 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
+# Every plan the suite makes must run on fast kernels: planning fails where only a oneDNN reference (ref)
+# implementation would run a step (a C kernel must take its place), so any such step fails its test.
+os.environ["MSVISION_REFUSE_REF"] = "1"
 sys.path.insert(0, str(TESTS / "stubs"))
 sys.path.insert(0, str(TESTS))
 

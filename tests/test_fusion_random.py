@@ -17,10 +17,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from support.graphs import run
+from test_ops import LAYOUTS, use_layout  # noqa: E402
 
 from msvision import _C
 
-LAYOUTS = ["nhwc", "blocked", "any"]
 CASES = 40
 
 
@@ -153,7 +153,7 @@ def _random_graph(seed):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("seed", range(CASES))
 def test_random_fused_graph_matches_torch(seed, layout, winograd, monkeypatch):
-    monkeypatch.setenv("MSVISION_LAYOUT", layout)
+    use_layout(layout, monkeypatch)
     monkeypatch.setenv("MSVISION_WINOGRAD", winograd)
     builder, refs = _random_graph(seed)
     outs = run(builder.g, builder.inputs, threads=1)
@@ -208,7 +208,7 @@ def _fused_chain(seed):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("seed", range(CASES))
 def test_random_fused_chain_matches_torch(seed, layout, winograd, monkeypatch):
-    monkeypatch.setenv("MSVISION_LAYOUT", layout)
+    use_layout(layout, monkeypatch)
     monkeypatch.setenv("MSVISION_WINOGRAD", winograd)
     builder, (ref,) = _fused_chain(seed)
     (ours,) = run(builder.g, builder.inputs, threads=1)

@@ -41,7 +41,9 @@ from msvision import _C
 
 torch.set_num_threads(1)
 
-LAYOUTS = ["nhwc", "blocked", "any"]
+# the planner's layouts, and "kernels": NHWC with the C kernels that stand in for oneDNN reference kernels used
+# wherever they can run (MSVISION_FALLBACK_KERNELS), so they are tested on machines where oneDNN needs none
+LAYOUTS = ["nhwc", "blocked", "any", "kernels"]
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -55,8 +57,17 @@ def _one_thread_default_layout(monkeypatch):
 
 @pytest.fixture(params=LAYOUTS)
 def layout(request, monkeypatch):
-    monkeypatch.setenv("MSVISION_LAYOUT", request.param)
+    use_layout(request.param, monkeypatch)
     return request.param
+
+
+def use_layout(name, monkeypatch):
+    """Plans from now on with one of LAYOUTS (see above)."""
+    monkeypatch.setenv("MSVISION_LAYOUT", "nhwc" if name == "kernels" else name)
+    if name == "kernels":
+        monkeypatch.setenv("MSVISION_FALLBACK_KERNELS", "1")
+    else:
+        monkeypatch.delenv("MSVISION_FALLBACK_KERNELS", raising=False)
 
 
 def rand(*shape, seed=0, scale=1.0):
@@ -1824,3 +1835,64 @@ def test_concurrent_runs_from_python_threads():
         for outs in runs:
             for a, b in zip(outs, expected[key]):
                 exact(a, b, f"concurrent run {key}")
+
+
+# ------------------------------------------------- shapes oneDNN runs only on its reference kernels (some ISAs)
+#
+# Every plan in the suite refuses oneDNN reference implementations (MSVISION_REFUSE_REF, tests/conftest.py), so
+# each case below also checks that what runs it is a fast kernel or a C kernel; the "kernels" layout runs the C
+# kernels themselves.
+
+
+@pytest.mark.parametrize("c,stride,dilation", [(1, 1, 1), (2, 2, 1), (3, 1, 2), (3, 2, 2)], ids=str)
+def test_depthwise_few_channels(c, stride, dilation, layout):
+    x = rand(2, c, 13, 11)
+    w, b = weight(c, 1, 3, 3, fan_in=9), rand(c, seed=3)
+
+    def build(g, i):
+        y = g.conv2d(
+            i, g.const(w), bias=g.const(b), stride=stride, padding=dilation, dilation=dilation, groups=c
+        )
+        return g.eltwise(y, act="relu")
+
+    (out,) = run_graph(build, [x])
+    ref = F.relu(
+        F.conv2d(t64(x), t64(w), t64(b), stride=stride, padding=dilation, dilation=dilation, groups=c)
+    )
+    close(out, ref, CONV_RTOL, conv_atol(9), f"depthwise c={c} {layout}")
+
+
+@pytest.mark.parametrize("op", ["mul", "add"])
+def test_channel_broadcast_binary(op, layout):
+    """(N, C, H, W) op (N, 1, H, W): alone, and fused into the convolution producing the first operand."""
+    x = rand(1, 16, 9, 14)
+    w = weight(16, 16, 1, 1, fan_in=16)
+    w1 = weight(1, 16, 1, 1, fan_in=16, seed=4)
+    fn = {"mul": torch.mul, "add": torch.add}[op]
+
+    def build(g, i):
+        gate = g.conv2d(i, g.const(w1))
+        alone = g.binary(i, gate, op=op)
+        fused = g.binary(g.conv2d(i, g.const(w)), gate, op=op)
+        return [alone, fused]
+
+    alone, fused = run_graph(build, [x])
+    gate = F.conv2d(t64(x), t64(w1))
+    close(alone, fn(t64(x), gate), 1e-5, 2e-6, f"broadcast {op} {layout}")
+    close(
+        fused, fn(F.conv2d(t64(x), t64(w)), gate), CONV_RTOL, conv_atol(16), f"fused broadcast {op} {layout}"
+    )
+
+
+@pytest.mark.parametrize("groups,c,o", [(2, 8, 6), (3, 6, 9), (8, 8, 8)], ids=str)
+def test_grouped_deconvolution(groups, c, o, layout):
+    x = rand(1, c, 7, 9)
+    w, b = weight(c, o // groups, 4, 4, fan_in=c // groups * 16), rand(o, seed=5)
+
+    def build(g, i):
+        y = g.deconv2d(i, g.const(w), bias=g.const(b), stride=2, padding=1, groups=groups)
+        return g.eltwise(y, act="leaky_relu", alpha=0.2)
+
+    (out,) = run_graph(build, [x])
+    ref = F.leaky_relu(F.conv_transpose2d(t64(x), t64(w), t64(b), stride=2, padding=1, groups=groups), 0.2)
+    close(out, ref, CONV_RTOL, conv_atol(c // groups * 16), f"grouped deconv {groups} {layout}")

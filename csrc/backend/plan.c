@@ -325,7 +325,7 @@ static msv_status run_post_ops(const msv_step *s, msv_exec *x) {
         if (st->operand_view[k] >= 0) ops[k].operand = msv_exec_view(x, s, st->operand_view[k]);
     }
     const msv_view y = msv_exec_view(x, s, 0);
-    msv_kernel_post_ops(&y, ops, st->n);
+    msv_kernel_post_ops(&y, &y, ops, st->n);
     return MSV_OK;
 }
 

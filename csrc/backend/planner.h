@@ -29,6 +29,8 @@ typedef struct msv_env {
     int verbose;            /* MSVISION_VERBOSE=1: print every planned step */
     int profile;            /* MSVISION_PROFILE=1: time every step */
     int refuse_ref;         /* MSVISION_REFUSE_REF=1: planning fails instead of using a oneDNN reference kernel */
+    int fallback_kernels;   /* MSVISION_FALLBACK_KERNELS=1: the C kernels that stand in for oneDNN reference ones
+                             * run wherever they can (to test them on machines where oneDNN needs none) */
 } msv_env;
 msv_env msv_read_env(void);
 

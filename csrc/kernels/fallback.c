@@ -45,14 +45,15 @@ static inline float bcast_at(const msv_view *v, int64_t n, int64_t c, int64_t h,
     return v->data[msv_view_offset(v, v->n == 1 ? 0 : n, v->c == 1 ? 0 : c, v->h == 1 ? 0 : h, v->w == 1 ? 0 : w)];
 }
 
-void msv_kernel_post_ops(const msv_view *y, const msv_kernel_post *ops, int n_ops) {
+void msv_kernel_post_ops(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n_ops) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t h = 0; h < y->h; h++)
-            for (int64_t w = 0; w < y->w; w++)
+            for (int64_t w = 0; w < y->w; w++) {
+                for (int64_t c = y->c; c < y->c_padded; c++)
+                    y->data[msv_view_offset(y, n, c, h, w)] = 0.f;
                 for (int64_t c = 0; c < y->c; c++) {
-                    float *p = &y->data[msv_view_offset(y, n, c, h, w)];
-                    float v = *p;
+                    float v = x->data[msv_view_offset(x, n, c, h, w)];
                     for (int k = 0; k < n_ops; k++) {
                         const msv_kernel_post *op = &ops[k];
                         if (op->kind == MSV_KPOST_ELTWISE)
@@ -62,8 +63,9 @@ void msv_kernel_post_ops(const msv_view *y, const msv_kernel_post *ops, int n_op
                         else if (!(v > 0))
                             v *= bcast_at(&op->operand, 0, c, 0, 0);
                     }
-                    *p = v;
+                    y->data[msv_view_offset(y, n, c, h, w)] = v;
                 }
+            }
 }
 
 void msv_kernel_binary(const msv_view *a, const msv_view *b, const msv_view *y, msv_binop op) {
@@ -121,6 +123,40 @@ void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float
                         }
                     }
                     y->data[msv_view_offset(y, n, c, oh, ow)] = acc;
+                }
+                for (int64_t c = y->c; c < y->c_padded; c++)
+                    y->data[msv_view_offset(y, n, c, oh, ow)] = 0.f;
+            }
+}
+
+void msv_kernel_deconv(const msv_view *x, const msv_view *y, const float *wt, const float *bias, const msv_window *win,
+                       int64_t groups) {
+    const int64_t kh = win->kh, kw = win->kw, cin = x->c / groups, cout = y->c / groups;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t oh = 0; oh < y->h; oh++)
+            for (int64_t ow = 0; ow < y->w; ow++) {
+                for (int64_t o = 0; o < y->c; o++) {
+                    const int64_t g = o / cout, og = o % cout;
+                    float acc = bias ? bias[o] : 0.f;
+                    for (int64_t i = 0; i < kh; i++) {
+                        const int64_t th = oh + win->pad_t - i * win->dh; /* = ih * stride */
+                        if (th < 0 || th % win->sh) continue;
+                        const int64_t ih = th / win->sh;
+                        if (ih >= x->h) continue;
+                        for (int64_t j = 0; j < kw; j++) {
+                            const int64_t tw = ow + win->pad_l - j * win->dw;
+                            if (tw < 0 || tw % win->sw) continue;
+                            const int64_t iw = tw / win->sw;
+                            if (iw >= x->w) continue;
+                            for (int64_t ci = 0; ci < cin; ci++) {
+                                const int64_t c = g * cin + ci;
+                                acc +=
+                                    wt[((c * cout + og) * kh + i) * kw + j] * x->data[msv_view_offset(x, n, c, ih, iw)];
+                            }
+                        }
+                    }
+                    y->data[msv_view_offset(y, n, o, oh, ow)] = acc;
                 }
                 for (int64_t c = y->c; c < y->c_padded; c++)
                     y->data[msv_view_offset(y, n, c, oh, ow)] = 0.f;

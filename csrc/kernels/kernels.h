@@ -68,8 +68,8 @@ typedef struct msv_kernel_post {
     msv_view operand; /* binary: broadcast where a dim is 1; prelu: the slopes, (1, C or 1, 1, 1) */
 } msv_kernel_post;
 
-/* y = post_n(... post_1(y)), in place. */
-void msv_kernel_post_ops(const msv_view *y, const msv_kernel_post *ops, int n);
+/* y = post_n(... post_1(x)); x may be y (in place). */
+void msv_kernel_post_ops(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n);
 /* y = a (op) b, b broadcasting against a. */
 void msv_kernel_binary(const msv_view *a, const msv_view *b, const msv_view *y, msv_binop op);
 /* softmax over the channels of each pixel (max-subtracted, as oneDNN's accurate softmax). */
@@ -77,6 +77,10 @@ void msv_kernel_softmax_channels(const msv_view *x, const msv_view *y);
 /* Depthwise convolution (groups == C == O): w is (C, kh, kw), bias (C) or NULL. */
 void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float *w, const float *bias,
                                const msv_window *win);
+/* Transposed convolution (torch ConvTranspose2d): w is (C, O/groups, kh, kw), bias (O) or NULL; win's pads are
+ * the convolution's (output_padding only widens y). */
+void msv_kernel_deconv(const msv_view *x, const msv_view *y, const float *w, const float *bias, const msv_window *win,
+                       int64_t groups);
 /* y = x[begin ...] for row-major tensors of rank <= MSV_MAX_DIMS (ydims: the result's dims). */
 void msv_kernel_slice_plain(const float *x, const int64_t *xdims, float *y, const int64_t *ydims, const int64_t *begin,
                             int rank);

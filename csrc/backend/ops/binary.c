@@ -44,7 +44,7 @@ msv_status msv_plan_binary(msv_planner *pl, const msv_node *n) {
     } else {
         s = dnnl_binary_primitive_desc_create(&pd, pl->engine, msv_binary_alg(n->p.binary.op), pl->p->entries[a].md,
                                               pl->p->entries[b].md, dany, attr);
-        if (s == dnnl_success && msv_is_ref(pd) && ys.ndims == 4) {
+        if (s == dnnl_success && (msv_is_ref(pd) || pl->env->fallback_kernels) && ys.ndims == 4) {
             dnnl_primitive_desc_destroy(pd);
             pd = NULL;
             st = plan_binary_kernel(pl, n);

@@ -8,7 +8,7 @@
  *      the convolution takes without them (an edge reorder, e.g. of the network input);
  *   3. the convolution with its leading element-wise post-ops fused, and the rest applied by a C kernel in place
  *      (oneDNN fuses a channel-broadcast operand only on its reference convolution);
- *   4. a depthwise convolution no fast kernel takes: the C kernel (kernels/fallback.c);
+ *   4. a depthwise or transposed convolution no fast kernel takes: a C kernel (kernels/fallback.c);
  *   5. oneDNN's reference implementation (correct, slow; refused under MSVISION_REFUSE_REF).
  */
 #include <stdio.h>
@@ -334,50 +334,38 @@ static msv_status add_conv_step(msv_planner *pl, const msv_node *n, const msv_no
     return MSV_OK;
 }
 
-/* ------------------------------------------------------------------ the depthwise C kernel */
+/* ------------------------------------------------------------------ C kernels: depthwise and transposed */
 
-typedef struct depthwise_state {
+typedef struct conv_kernel_state {
     const float *weights, *bias;
     msv_window win;
-} depthwise_state;
+    int64_t groups;
+    int deconv;
+} conv_kernel_state;
 
-static msv_status run_depthwise(const msv_step *s, msv_exec *x) {
-    const depthwise_state *st = s->state;
+static msv_status run_conv_kernel(const msv_step *s, msv_exec *x) {
+    const conv_kernel_state *st = s->state;
     const msv_view src = msv_exec_view(x, s, 0), dst = msv_exec_view(x, s, 1);
-    msv_kernel_depthwise_conv(&src, &dst, st->weights, st->bias, &st->win);
+    if (st->deconv)
+        msv_kernel_deconv(&src, &dst, st->weights, st->bias, &st->win, st->groups);
+    else
+        msv_kernel_depthwise_conv(&src, &dst, st->weights, st->bias, &st->win);
     return MSV_OK;
 }
 
-static int is_depthwise(const msv_planner *pl, const msv_node *n) {
+/* Whether a C kernel takes n: depthwise convolutions (groups == C == O) and transposed convolutions. */
+static int has_conv_kernel(const msv_planner *pl, const msv_node *n) {
     const msv_shape xs = pl->shapes[n->in[0]], ys = pl->shapes[n->out];
+    if (n->kind == MSV_OP_DECONV2D) return 1;
     return n->kind == MSV_OP_CONV2D && n->p.conv.groups == xs.dims[1] && ys.dims[1] == xs.dims[1];
 }
 
-static msv_status plan_depthwise_kernel(msv_planner *pl, const msv_node *n) {
-    msv_view vx, vy;
-    const int src = msv_pl_view(pl, n->in[0], &vx);
-    if (src < 0) return pl->err->status;
-    dnnl_memory_desc_t ymd = msv_md_like(&vx, pl->shapes[n->out]);
-    depthwise_state *st = calloc(1, sizeof(*st));
-    const int out = ymd && st ? msv_pl_output(pl, n, ymd) : -1;
-    dnnl_memory_desc_destroy(ymd);
-    if (out < 0 || !msv_md_to_view(pl->p->entries[out].md, &vy)) {
-        free(st);
-        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
-    }
-    msv_step *s = msv_pl_kernel(pl, run_depthwise, n, "depthwise");
-    if (!s) {
-        free(st);
-        return pl->err->status;
-    }
-    *st = (depthwise_state){pl->g->tensors[n->in[1]].data, n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL,
-                            msv_conv_window(pl->g, n)};
-    s->state = st;
-    s->free_state = free;
-    pl->p->entries[out].def = pl->p->n_steps - 1;
-    msv_pl_kernel_view(pl, s, src, &vx);
-    msv_pl_kernel_view(pl, s, out, &vy);
-    return n->n_post ? msv_pl_post_ops_kernel(pl, n, 0, out) : MSV_OK;
+static msv_status plan_conv_kernel(msv_planner *pl, const msv_node *n) {
+    conv_kernel_state *st = calloc(1, sizeof(*st));
+    if (!st) return msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
+    *st = (conv_kernel_state){pl->g->tensors[n->in[1]].data, n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL,
+                              msv_conv_window(pl->g, n), n->p.conv.groups, n->kind == MSV_OP_DECONV2D};
+    return msv_pl_view_kernel(pl, n, run_conv_kernel, st->deconv ? "deconvolution" : "depthwise", st);
 }
 
 /* ------------------------------------------------------------------ planning */
@@ -399,12 +387,18 @@ static msv_status plan_conv(msv_planner *pl, const msv_node *n) {
                                : msv_set_error(pl->err, MSV_ERR_BACKEND, "planning a convolution failed");
     }
     memcpy(fallback_operands, operands, sizeof operands);
+    if (pl->env->fallback_kernels && has_conv_kernel(pl, n)) {
+        st = plan_conv_kernel(pl, n);
+        goto done;
+    }
     /* 2. every post-op fused; a full-size operand's layout is the best output layout to ask for */
     const_dnnl_memory_desc_t hint = NULL;
     for (int k = 0; k < n->n_post; k++)
         if (is_full_operand(pl, n, k)) hint = pl->p->entries[operands[k]].md;
-    pd = search(pl, &d, n, src, hint, operands, &fallback, fallback_operands);
-    if (!pd && n->n_post > 0) { /* the layout the convolution takes without post-ops, for every full operand */
+    if (!pl->env->fallback_kernels || n->n_post == 0)
+        pd = search(pl, &d, n, src, hint, operands, &fallback, fallback_operands);
+    if (!pd && n->n_post > 0 &&
+        !pl->env->fallback_kernels) { /* the layout the convolution takes without post-ops, for every full operand */
         msv_node bare = *n;
         bare.n_post = 0;
         dnnl_primitive_desc_t probe = search(pl, &d, &bare, src, NULL, operands, NULL, NULL);
@@ -436,9 +430,9 @@ static msv_status plan_conv(msv_planner *pl, const msv_node *n) {
             goto done;
         }
     }
-    /* 4. depthwise convolutions on the C kernel */
-    if (is_depthwise(pl, n)) {
-        st = plan_depthwise_kernel(pl, n);
+    /* 4. depthwise and transposed convolutions on C kernels */
+    if (has_conv_kernel(pl, n)) {
+        st = plan_conv_kernel(pl, n);
         goto done;
     }
     /* 5. the reference implementation */

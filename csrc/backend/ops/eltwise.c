@@ -1,5 +1,29 @@
-/* eltwise.c - planners of eltwise and prelu: oneDNN primitives on the producer's layout. */
+/* eltwise.c - planners of eltwise and prelu: oneDNN primitives on the producer's layout (prelu on the C kernel
+ * where oneDNN would run its reference implementation). */
+#include <stdlib.h>
+
 #include "../planner.h"
+
+static msv_status run_prelu(const msv_step *s, msv_exec *x) {
+    const msv_view a = msv_exec_view(x, s, 0), y = msv_exec_view(x, s, 1);
+    msv_kernel_post_ops(&a, &y, s->state, 1);
+    return MSV_OK;
+}
+
+static msv_status plan_prelu_kernel(msv_planner *pl, const msv_node *n) {
+    msv_kernel_post *op = calloc(1, sizeof(*op));
+    if (!op) return msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
+    op->kind = MSV_KPOST_PRELU;
+    op->operand = (msv_view){.data = pl->g->tensors[n->in[1]].data,
+                             .n = 1,
+                             .c = msv_numel(pl->shapes[n->in[1]]),
+                             .h = 1,
+                             .w = 1,
+                             .block = 1,
+                             .scb = 1};
+    op->operand.c_padded = op->operand.c;
+    return msv_pl_view_kernel(pl, n, run_prelu, "", op);
+}
 
 msv_status msv_plan_eltwise(msv_planner *pl, const msv_node *n) {
     const int src = msv_pl_entry(pl, n->in[0]);
@@ -42,12 +66,17 @@ msv_status msv_plan_prelu(msv_planner *pl, const msv_node *n) {
         dnnl_primitive_desc_t pd = NULL;
         dnnl_status_t s = dnnl_prelu_forward_primitive_desc_create(
             &pd, pl->engine, dnnl_forward_inference, pl->p->entries[src].md, pl->p->entries[w].md, dany, attr);
-        st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
-        if (st == MSV_OK)
-            st =
-                msv_pl_simple(pl, n, s, pd, "prelu", (int[]){src, w}, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS}, 2, NULL);
-        else
+        if (s == dnnl_success && (msv_is_ref(pd) || pl->env->fallback_kernels) && xs.ndims == 4) {
             dnnl_primitive_desc_destroy(pd);
+            st = plan_prelu_kernel(pl, n);
+        } else {
+            st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
+            if (st == MSV_OK)
+                st = msv_pl_simple(pl, n, s, pd, "prelu", (int[]){src, w}, (int[]){DNNL_ARG_SRC, DNNL_ARG_WEIGHTS}, 2,
+                                   NULL);
+            else
+                dnnl_primitive_desc_destroy(pd);
+        }
     }
     dnnl_memory_desc_destroy(dany);
     dnnl_primitive_attr_destroy(attr);

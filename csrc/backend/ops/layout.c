@@ -23,6 +23,21 @@ msv_status msv_plan_concat(msv_planner *pl, const msv_node *n) {
         dnnl_primitive_desc_t pd = NULL;
         dnnl_status_t s =
             dnnl_concat_primitive_desc_create(&pd, pl->engine, dany, n->n_in, n->p.concat.axis, mds, attr);
+        if (s == dnnl_success && msv_is_ref(pd) && ys.ndims == 4) { /* inputs in different layouts: all to NHWC */
+            dnnl_primitive_desc_destroy(pd);
+            pd = NULL;
+            for (int i = 0; i < n->n_in && s == dnnl_success; i++) {
+                dnnl_memory_desc_t nhwc = msv_md(4, pl->shapes[n->in[i]].dims, dnnl_nhwc);
+                entries[i] = nhwc ? msv_pl_converted(pl, entries[i], nhwc) : -1;
+                dnnl_memory_desc_destroy(nhwc);
+                if (entries[i] < 0)
+                    s = dnnl_out_of_memory;
+                else
+                    mds[i] = pl->p->entries[entries[i]].md;
+            }
+            if (s == dnnl_success)
+                s = dnnl_concat_primitive_desc_create(&pd, pl->engine, dany, n->n_in, n->p.concat.axis, mds, attr);
+        }
         st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
         if (st == MSV_OK)
             st = msv_pl_simple(pl, n, s, pd, "concat", entries, args, n->n_in, NULL);

@@ -76,7 +76,7 @@ msv_status msv_plan_softmax(msv_planner *pl, const msv_node *n) {
         dnnl_status_t s =
             dnnl_softmax_forward_primitive_desc_create(&pd, pl->engine, dnnl_forward_inference, dnnl_softmax_accurate,
                                                        pl->p->entries[src].md, dany, n->p.norm.axis, attr);
-        if (s == dnnl_success && msv_is_ref(pd)) { /* e.g. over the 2 channels of an NCHW map */
+        if (s == dnnl_success && (msv_is_ref(pd) || pl->env->fallback_kernels)) { /* e.g. 2 channels of NCHW */
             dnnl_primitive_desc_destroy(pd);
             pd = NULL;
             st = plan_axis_kernel(pl, n, n->p.norm.axis, run_softmax, "", NULL);
