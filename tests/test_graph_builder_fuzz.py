@@ -60,7 +60,7 @@ def _tensors(g, rng):
     return ids + [-1, -2, 10**6, 2**31 - 1]
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(24))
 def test_every_builder_method_with_extreme_arguments(seed):
     rng = np.random.default_rng(seed)
     built = failed = 0

@@ -2,6 +2,7 @@
 #include <oneapi/dnnl/dnnl_debug.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "planner.h"
@@ -10,7 +11,16 @@ static dnnl_engine_t g_engine;
 static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
 static dnnl_status_t g_engine_status = dnnl_success;
 
-static void engine_init(void) { g_engine_status = dnnl_engine_create(&g_engine, dnnl_cpu, 0); }
+/* oneDNN's global primitive cache keeps up to 1024 primitives (with their JIT code) by default, whether or not
+ * anything still uses them. Our plans own their primitives; the cache only lets the identical layers of one plan
+ * share an implementation, for which a few hundred entries are plenty. Bounded here unless the user set it. */
+#define PRIMITIVE_CACHE_CAPACITY 128
+
+static void engine_init(void) {
+    if (!getenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY") && !getenv("DNNL_PRIMITIVE_CACHE_CAPACITY"))
+        dnnl_set_primitive_cache_capacity(PRIMITIVE_CACHE_CAPACITY);
+    g_engine_status = dnnl_engine_create(&g_engine, dnnl_cpu, 0);
+}
 
 dnnl_engine_t msv_engine(msv_error *err) {
     pthread_once(&g_engine_once, engine_init);

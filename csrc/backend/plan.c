@@ -244,6 +244,9 @@ int msv_pl_packed_weights(msv_planner *pl, int tensor, msv_weight_form form, con
             msv_dnnl_fail(pl->err, st, "pack weights");
             return -1;
         }
+        if (pl->env->verbose)
+            fprintf(stderr, "msvision: packed the weights of tensor %d (%zu bytes)\n", tensor,
+                    dnnl_memory_desc_get_size(want));
         buf = msv_weight_store_add(pl->weights, tensor, form, want, buf);
         if (!buf) {
             msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory packing weights");

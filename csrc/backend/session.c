@@ -143,9 +143,26 @@ static msv_status find_plan(msv_session *s, const msv_shape *in_shapes, msv_plan
     return MSV_OK;
 }
 
+/* Sets this OS thread's OpenMP thread count to the session's, before planning as well as running: oneDNN sizes a
+ * primitive's work split for the threads it sees when it is created, and runs that many. */
+static msv_status use_threads(const msv_session *s, msv_error *err) {
+#ifdef _OPENMP
+    if (s->opt.threads > 0) {
+        msv_status st = msv_check_threads(s->opt.threads, err);
+        if (st != MSV_OK) return st;
+        omp_set_num_threads(s->opt.threads); /* this OS thread's setting: other sessions keep theirs */
+    }
+#else
+    (void)s;
+    (void)err;
+#endif
+    return MSV_OK;
+}
+
 msv_status msv_session_plan(msv_session *s, const msv_shape *in_shapes, msv_shape *out_shapes, msv_error *err) {
     msv_plan *p = NULL;
-    msv_status st = find_plan(s, in_shapes, &p, err);
+    msv_status st = use_threads(s, err);
+    if (st == MSV_OK) st = find_plan(s, in_shapes, &p, err);
     if (st != MSV_OK) return st;
     s->last = p;
     memcpy(out_shapes, p->out_shapes, sizeof(msv_shape) * (size_t)p->n_outputs);
@@ -155,7 +172,8 @@ msv_status msv_session_plan(msv_session *s, const msv_shape *in_shapes, msv_shap
 msv_status msv_session_run(msv_session *s, const msv_shape *in_shapes, const float *const *inputs,
                            float *const *outputs, msv_error *err) {
     msv_plan *p = NULL;
-    msv_status st = find_plan(s, in_shapes, &p, err);
+    msv_status st = use_threads(s, err);
+    if (st == MSV_OK) st = find_plan(s, in_shapes, &p, err);
     if (st != MSV_OK) return st;
     p->last_used = ++s->clock;
     s->last = p;
@@ -167,13 +185,6 @@ msv_status msv_session_run(msv_session *s, const msv_shape *in_shapes, const flo
             return msv_set_error(err, MSV_ERR_OUT_OF_MEMORY, "out of memory: %zu bytes of activations", p->arena_bytes);
         s->arena_bytes = p->arena_bytes;
     }
-#ifdef _OPENMP
-    if (s->opt.threads > 0) {
-        st = msv_check_threads(s->opt.threads, err);
-        if (st != MSV_OK) return st;
-        omp_set_num_threads(s->opt.threads); /* this OS thread's setting: other sessions keep theirs */
-    }
-#endif
     return msv_plan_execute(p, s->arena, inputs, outputs, s->stream, err);
 }
 

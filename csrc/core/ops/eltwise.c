@@ -30,6 +30,9 @@ msv_status msv_shape_eltwise(const msv_graph *g, const msv_node *n, const msv_sh
     if (st != MSV_OK) return st;
     if ((int)n->p.eltwise.act < 0 || n->p.eltwise.act >= MSV_ACT_COUNT)
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "unknown activation %d", (int)n->p.eltwise.act);
+    if (n->p.eltwise.act == MSV_ACT_CLIP && !(n->p.eltwise.alpha <= n->p.eltwise.beta))
+        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "clip needs alpha <= beta (the bounds), got %g and %g",
+                             n->p.eltwise.alpha, n->p.eltwise.beta);
     *out = shapes[n->in[0]];
     return MSV_OK;
 }
