@@ -39,9 +39,9 @@ def use_test_fixtures():
     tests_dir = os.path.dirname(STUBS_DIR)
     if tests_dir not in sys.path:
         sys.path.insert(0, tests_dir)
-    import fixtures
+    from support import model_dirs
 
-    return fixtures
+    return model_dirs
 
 
 def cached_model_dir(name: str, recipe: dict, build, rebuild: bool = False) -> str:

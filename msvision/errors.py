@@ -7,6 +7,7 @@ that is not in the cache, ``except ValueError`` still catches a bad task or a ba
 
 __all__ = [
     "BackendError",
+    "CheckpointError",
     "GraphError",
     "ImageDecodeError",
     "InvalidInputError",
@@ -14,6 +15,7 @@ __all__ = [
     "MemoryLimitError",
     "ModelNotFoundError",
     "ShapeError",
+    "UnsafeCheckpointError",
     "UnsupportedTaskError",
 ]
 
@@ -31,6 +33,16 @@ class UnsupportedTaskError(ValueError):
 
 class InvalidModelError(ValueError):
     """A model directory exists but its files are malformed (bad configuration.json, bad weights...)."""
+
+
+class CheckpointError(InvalidModelError):
+    """A weight file (torch checkpoint, .npy) is corrupt, truncated, or uses a feature the readers do not support.
+    The message always names the file and the problem."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint's pickle references a global (or uses an opcode) that is not on the allow-list. Nothing it
+    references is ever imported or executed; the file is refused as a whole."""
 
 
 class InvalidInputError(ValueError):

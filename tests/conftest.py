@@ -22,11 +22,7 @@ TESTS = Path(__file__).resolve().parent
 os.environ["MSVISION_REFUSE_REF"] = "1"
 sys.path.insert(0, str(TESTS / "stubs"))
 sys.path.insert(0, str(TESTS))
-
-
-def shared_path() -> Path:
-    env = os.environ.get("MSVISION_SHARED")
-    return Path(env) if env else TESTS.parent.parent / "shared"
+from support.paths import shared_path  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ raise :class:`UnsafeCheckpointError`.
 
 from __future__ import annotations
 
-from .errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, UnsafeCheckpointError
 from .npy_format import load_npy
 from .torch_format import load_torch, state_dict_from, unwrap_state_dict
 

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .safe_pickle import (
     NUMPY_GLOBALS,
     Budget,

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, UnsafeCheckpointError
 
 __all__ = [
     "NUMPY_GLOBALS",

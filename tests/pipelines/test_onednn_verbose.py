@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from fixtures import SIDD, make_nafnet_dir
+from support.model_dirs import SIDD, make_nafnet_dir
 
 SCRIPT = r"""
 import sys, numpy as np, msvision

@@ -17,14 +17,20 @@ import shutil
 
 import numpy as np
 import pytest
-from fixtures import make_mogface_dir, skimage_photo
 from PIL import Image
+from support.detection import assert_same_detections_up_to_ties
+from support.model_dirs import make_mogface_dir, skimage_photo
+from support.oracle import modelscope_pipeline
 
 import msvision
 from msvision.errors import ImageDecodeError, InvalidInputError, InvalidModelError, ModelNotFoundError
 from msvision.models.mogface import priors
 
 THRESHOLD = 0.82
+
+
+def assert_same_detections(a, b, scale=1.0, what=""):
+    assert_same_detections_up_to_ties(a, b, THRESHOLD, scale, what)
 
 
 def _strip(tmp_dir):
@@ -75,9 +81,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def theirs(model_dir):
-    from modelscope.pipelines import pipeline
-
-    return pipeline("face-detection", model=model_dir)
+    return modelscope_pipeline("face-detection", model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -116,61 +120,6 @@ def our_runs(ours, photos):
         fwd = ours.forward(pre)
         runs[key] = {"pre": pre, "fwd": fwd, "out": ours.postprocess(fwd)}
     return runs
-
-
-def _arrays(result):
-    scores = np.asarray(result["scores"], dtype=np.float64)
-    boxes = np.asarray(result["boxes"], dtype=np.float64).reshape(-1, 4)
-    return scores, boxes
-
-
-def _iou(box, boxes):
-    iw = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
-    ih = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / (area(box) + area(boxes) - inter)
-
-
-def assert_same_detections(a, b, scale=1.0, what=""):
-    """Same boxes and scores up to float rounding between the engines.
-
-    Boxes are paired by coordinates, not by position (near-equal scores may come out in either order). A box
-    that only one side has must be explained by rounding: its score is within 1e-4 of the 0.82 threshold, or
-    another anchor's box (overlapping it, IoU > 0.3, but at least 2 px away) with a score within 1e-4 of its own
-    is on the other side instead (greedy NMS over near-tied neighbours, e.g. anchors in a flat image region,
-    resolves the tie the other way)."""
-    sa, ba = _arrays(a)
-    sb, bb = _arrays(b)
-    box_tol = 2e-3 * max(1.0, 1.0 / scale) + 1e-4 * np.abs(bb).max(initial=1.0)
-    score_tol = 2e-5 / scale
-    used = np.zeros(len(sa), bool)
-    only_b = []
-    for i in range(len(sb)):
-        d = np.abs(ba - bb[i]).max(axis=1) if len(ba) else np.zeros(0)
-        cand = [
-            j for j in np.argsort(d) if not used[j] and d[j] <= box_tol and abs(sa[j] - sb[i]) <= score_tol
-        ]
-        if cand:
-            used[cand[0]] = True
-        else:
-            only_b.append(i)
-    only_a = np.nonzero(~used)[0]
-    tie = 1e-4 / scale
-    for side, idx, s, bx, s_other, bx_other in (
-        ("ModelScope", only_b, sb, bb, sa, ba),
-        ("msvision", only_a, sa, ba, sb, bb),
-    ):
-        for i in idx:
-            near_threshold = abs(s[i] * scale - THRESHOLD) < 1e-4
-            apart = np.abs(bx_other - bx[i]).max(axis=1) >= 2.0
-            rival = len(bx_other) and np.any(
-                (np.abs(s_other - s[i]) <= tie) & (_iou(bx[i], bx_other) > 0.3) & apart
-            )
-            assert near_threshold or rival, (
-                f"{what}: a box only {side} found (score {s[i]:.6f}, box {np.round(bx[i], 2).tolist()}); "
-                f"counts msvision {len(sa)} vs ModelScope {len(sb)}"
-            )
 
 
 # ------------------------------------------------------------------ (a) raw network outputs

@@ -11,8 +11,10 @@ import shutil
 
 import numpy as np
 import pytest
-from fixtures import skimage_photo
 from PIL import Image
+from support.detection import assert_same_detections
+from support.model_dirs import skimage_photo
+from support.oracle import modelscope_pipeline
 
 import msvision
 from msvision.errors import InvalidInputError, InvalidModelError, ModelNotFoundError
@@ -42,50 +44,14 @@ def ours(model_dir):
 
 @pytest.fixture(scope="module")
 def theirs(model_dir):
-    from modelscope.pipelines import pipeline
-
-    return pipeline("face-detection", model=model_dir)
-
-
-def _iou(a, b):
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def _check_format(result):
-    assert list(result) == ["scores", "boxes", "keypoints"]
-    assert result["keypoints"] is None
-    assert isinstance(result["scores"], list) and isinstance(result["boxes"], list)
-    assert len(result["scores"]) == len(result["boxes"])
-    assert all(type(s) is float for s in result["scores"])
-    assert all(
-        isinstance(b, list) and len(b) == 4 and all(type(v) is float for v in b) for b in result["boxes"]
-    )
-
-
-def _assert_same(a, b, what):
-    """a: msvision, b: ModelScope. Same number of faces; each ModelScope face matched (best IoU, one to one) by one
-    of ours with boxes within 1 px and scores within 1e-3; the order (by score) agrees too."""
-    _check_format(a)
-    assert len(a["scores"]) == len(b["scores"]), (
-        f"{what}: {len(a['scores'])} faces, ModelScope {len(b['scores'])}"
-    )
-    free = list(range(len(a["boxes"])))
-    for i, (box, score) in enumerate(zip(b["boxes"], b["scores"])):
-        j = max(free, key=lambda k: _iou(a["boxes"][k], box))
-        free.remove(j)
-        assert np.abs(np.subtract(a["boxes"][j], box)).max() <= 1.0, (what, i, a["boxes"][j], box)
-        assert abs(a["scores"][j] - score) <= 1e-3, (what, i, a["scores"][j], score)
-    np.testing.assert_allclose(a["boxes"], b["boxes"], atol=1.0, err_msg=what)  # same order as well
+    return modelscope_pipeline("face-detection", model_dir)
 
 
 def test_matches_modelscope_on_real_photos(ours, theirs, photos):
     total = 0
     for path in photos:
         a, b = ours(path), theirs(path)
-        _assert_same(a, b, os.path.basename(path))
+        assert_same_detections(a, b, os.path.basename(path))
         total += len(b["scores"])
     assert total >= 100  # the photos really have faces (257 with the released weights)
 
@@ -100,9 +66,11 @@ def test_input_kinds(ours, theirs, photos):
     assert ours(Image.open(path)) == by_path
     assert ours(bgr) == by_path
     assert ours([path, bgr]) == [by_path, by_path]
-    _assert_same(by_path, theirs(bgr), "bgr array")
-    _assert_same(ours(gray), theirs(gray), "gray array")
-    _assert_same(ours(skimage_photo("camera.png")), theirs(skimage_photo("camera.png")), "mode L file")
+    assert_same_detections(by_path, theirs(bgr), "bgr array")
+    assert_same_detections(ours(gray), theirs(gray), "gray array")
+    assert_same_detections(
+        ours(skimage_photo("camera.png")), theirs(skimage_photo("camera.png")), "mode L file"
+    )
 
 
 def test_no_face_and_tiny_images(ours, theirs):

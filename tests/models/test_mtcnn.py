@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import skimage_photo
 from PIL import Image
+from support.detection import assert_same_detections
+from support.model_dirs import skimage_photo
+from support.oracle import modelscope_pipeline
 
 import msvision
 from msvision.checkpoint import load_npy
@@ -39,9 +41,7 @@ def ours(model_dir):
 
 @pytest.fixture(scope="module")
 def theirs(model_dir):
-    from modelscope.pipelines import pipeline
-
-    return pipeline("face-detection", model=model_dir)
+    return modelscope_pipeline("face-detection", model_dir)
 
 
 def _photos(shared_dir):
@@ -50,36 +50,11 @@ def _photos(shared_dir):
     return [str(p) for p in photos] + [skimage_photo("astronaut.png")]
 
 
-def _check_format(result):
-    assert set(result) == {"scores", "boxes", "keypoints"}
-    assert all(isinstance(v, list) for v in result.values())
-    n = len(result["scores"])
-    assert len(result["boxes"]) == len(result["keypoints"]) == n
-    assert all(type(s) is float for s in result["scores"])
-    assert all(
-        isinstance(b, list) and len(b) == 4 and all(type(v) is float for v in b) for b in result["boxes"]
-    )
-    assert all(
-        isinstance(k, list) and len(k) == 10 and all(type(v) is float for v in k) for k in result["keypoints"]
-    )
-
-
-def _assert_close(a, b, what=""):
-    _check_format(a)
-    assert len(a["boxes"]) == len(b["boxes"]), f"{what}: {len(a['boxes'])} faces vs {len(b['boxes'])}"
-    if not a["boxes"]:
-        return
-    box = np.abs(np.array(a["boxes"]) - np.array(b["boxes"])).max()
-    score = np.abs(np.array(a["scores"]) - np.array(b["scores"])).max()
-    kp = np.abs(np.array(a["keypoints"]) - np.array(b["keypoints"])).max()
-    assert box <= 1.0 and kp <= 1.0 and score <= 1e-3, f"{what}: box {box}, keypoints {kp}, score {score}"
-
-
 def test_real_photos_match_modelscope(ours, theirs, shared_dir):
     faces = 0
     for path in _photos(shared_dir):
         a, b = ours(path), theirs(path)
-        _assert_close(a, b, os.path.basename(path))
+        assert_same_detections(a, b, os.path.basename(path), keypoints=10)
         faces += len(a["boxes"])
     assert faces >= 100  # the photos hold many faces: the comparison is not vacuous
 
@@ -89,13 +64,15 @@ def test_input_kinds(ours, theirs, shared_dir):
     ref = theirs(path)
     assert len(ref["boxes"]) >= 5
     pil = Image.open(path)
-    _assert_close(ours(pil), ref, "PIL")  # no EXIF rotation in this photo: the same pixels as the path
+    assert_same_detections(
+        ours(pil), ref, "PIL", keypoints=10
+    )  # no EXIF rotation in this photo: the same pixels as the path
     rgb = np.asarray(pil.convert("RGB"))
     # ModelScope's pipeline crashes on numpy inputs (negative strides handed to torch); ours follows LoadImage
-    _assert_close(ours(np.ascontiguousarray(rgb[:, :, ::-1])), ref, "BGR array")
-    _assert_close(ours([path, pil])[1], ref, "list")
+    assert_same_detections(ours(np.ascontiguousarray(rgb[:, :, ::-1])), ref, "BGR array", keypoints=10)
+    assert_same_detections(ours([path, pil])[1], ref, "list", keypoints=10)
     gray = np.asarray(pil.convert("L"))
-    _assert_close(ours(gray), theirs(Image.fromarray(gray)), "gray array")
+    assert_same_detections(ours(gray), theirs(Image.fromarray(gray)), "gray array", keypoints=10)
     assert ours(path) == ours(path)  # deterministic
 
 

@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from fixtures import make_nafnet_dir, skimage_photo
+from support.model_dirs import make_nafnet_dir, skimage_photo
 
 import msvision
 from msvision import OutputKeys, Tasks, pipeline

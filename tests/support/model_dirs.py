@@ -5,7 +5,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 SIDD = {
@@ -101,11 +100,3 @@ def photo_crop(tmp_dir, name, box, out_name, size=None) -> str:
     out = os.path.join(tmp_dir, out_name)
     img.save(out)
     return out
-
-
-def compare_images(ours: np.ndarray, theirs: np.ndarray):
-    """(max abs diff, fraction of identical values)."""
-    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
-    assert ours.dtype == theirs.dtype == np.uint8
-    diff = np.abs(ours.astype(np.int16) - theirs.astype(np.int16))
-    return int(diff.max()), float((diff == 0).mean())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-FUZZ = Path(__file__).resolve().parent / "fuzz"
+FUZZ = Path(__file__).resolve().parent
 sys.path.insert(0, str(FUZZ))
 from targets import TARGETS, run_one  # noqa: E402
 

@@ -7,7 +7,9 @@ engines; the pipeline truncates to uint8, so a value within 1e-6 of an integer c
 
 import numpy as np
 import pytest
-from fixtures import SIDD, SMALL, compare_images, make_nafnet_dir, photo_crop, skimage_photo
+from support.images import compare_images
+from support.model_dirs import SIDD, SMALL, make_nafnet_dir, photo_crop, skimage_photo
+from support.oracle import modelscope_pipeline
 
 import msvision
 
@@ -37,9 +39,7 @@ def model_dirs(tmp_path_factory):
 
 
 def _modelscope(task, model_dir):
-    from modelscope.pipelines import pipeline
-
-    return pipeline(task, model=model_dir)
+    return modelscope_pipeline(task, model_dir)
 
 
 CASES = [

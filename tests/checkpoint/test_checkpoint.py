@@ -7,7 +7,6 @@ torch is a test dependency only: it creates the fixtures and serves as the oracl
 from __future__ import annotations
 
 import ast
-import io
 import os
 import pickle
 import struct
@@ -21,6 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.checkpoints import (
+    StorageRef,
+    TensorRef,
+    pickle_with_storages,
+    write_legacy,
+    write_pickled_npy,
+    write_zip,
+)
+from support.paths import shared_path
 
 from msvision.checkpoint import (
     CheckpointError,
@@ -33,8 +41,7 @@ from msvision.checkpoint import (
 
 torch.set_num_threads(1)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MSVISION_SHARED") or REPO_ROOT.parent / "shared")
+SHARED = shared_path()
 ULFD = SHARED / "assets/modelscope/damo/cv_manual_face-detection_ulfd/pytorch_model.pt"
 MTCNN = SHARED / "assets/modelscope/damo/cv_manual_face-detection_mtcnn/weights"
 needs_shared = pytest.mark.skipif(
@@ -102,71 +109,8 @@ def _check_against_torch(path: Path):
     return ours
 
 
-class _StorageRef:
-    """Persistent-id target for hand-made checkpoints."""
-
-    def __init__(self, stype, key, numel, view=None):
-        self.stype, self.key, self.numel, self.view = stype, key, numel, view
-
-
-class _TensorRef:
-    def __init__(self, storage, offset, size, stride):
-        self.args = (storage, offset, tuple(size), tuple(stride), False, OrderedDict())
-
-    def __reduce__(self):
-        return (torch._utils._rebuild_tensor_v2, self.args)
-
-
-def _pickle(obj, legacy: bool) -> bytes:
-    class _Pickler(pickle.Pickler):
-        def persistent_id(self, o):
-            if isinstance(o, _StorageRef):
-                pid = ("storage", o.stype, o.key, "cpu", o.numel)
-                return (*pid, o.view) if legacy else pid
-            return None
-
-    buf = io.BytesIO()
-    _Pickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
-
-
-def _write_zip(path: Path, pkl: bytes, records: dict[str, bytes] | None = None, byteorder=b"little") -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("archive/data.pkl", pkl)
-        if byteorder is not None:
-            z.writestr("archive/byteorder", byteorder)
-        for key, raw in (records or {}).items():
-            z.writestr(f"archive/data/{key}", raw)
-        z.writestr("archive/version", "3\n")
-    return path
-
-
-def _write_legacy(path: Path, pkl: bytes, storages=(), keys=None) -> Path:
-    sys_info = {
-        "protocol_version": 1001,
-        "little_endian": True,
-        "type_sizes": {"short": 2, "int": 4, "long": 8},
-    }
-    with open(path, "wb") as f:
-        for item in (LEGACY_MAGIC, 1001, sys_info):
-            pickle.dump(item, f, protocol=2)
-        f.write(pkl)
-        pickle.dump([k for k, _, _ in storages] if keys is None else keys, f, protocol=2)
-        for _, numel, raw in storages:
-            f.write(struct.pack("<q", numel))
-            f.write(raw)
-    return path
-
-
 def _write_raw_checkpoint(path: Path, pkl: bytes, legacy: bool) -> Path:
-    return _write_legacy(path, pkl) if legacy else _write_zip(path, pkl)
-
-
-def _write_pickled_npy(path: Path, payload: bytes, shape=()) -> Path:
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": "|O", "fortran_order": False, "shape": shape})
-    path.write_bytes(buf.getvalue() + payload)
-    return path
+    return write_legacy(path, pkl) if legacy else write_zip(path, pkl)
 
 
 def _global_call(module: str, name: str, protocol: int = 2) -> bytes:
@@ -257,11 +201,11 @@ def test_module_state_dict_with_batchnorm(tmp_path, legacy):
 
 def test_legacy_storage_views(tmp_path):
     # The legacy format can describe storage views (view_metadata); torch.save no longer writes them.
-    root = _StorageRef(torch.FloatStorage, "root", 6)
-    view = _StorageRef(torch.FloatStorage, "root", 6, view=("v1", 2, 3))
-    obj = {"whole": _TensorRef(root, 0, (2, 3), (3, 1)), "view": _TensorRef(view, 1, (2,), (1,))}
+    root = StorageRef(torch.FloatStorage, "root", 6)
+    view = StorageRef(torch.FloatStorage, "root", 6, view=("v1", 2, 3))
+    obj = {"whole": TensorRef(root, 0, (2, 3), (3, 1)), "view": TensorRef(view, 1, (2,), (1,))}
     raw = np.arange(6, dtype="<f4").tobytes()
-    path = _write_legacy(tmp_path / "views.pt", _pickle(obj, legacy=True), [("root", 6, raw)])
+    path = write_legacy(tmp_path / "views.pt", pickle_with_storages(obj, legacy=True), [("root", 6, raw)])
     ours = _check_against_torch(path)
     assert ours["view"].tolist() == [3.0, 4.0]
 
@@ -276,16 +220,18 @@ def test_big_endian_zip(tmp_path):
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.array([1.5, -2.0], dtype=np.float32)
     h = np.array([1, 2], dtype=np.uint16)  # bfloat16 bit patterns
-    st = _StorageRef(torch.FloatStorage, "0", 6)
-    st2 = _StorageRef(torch.FloatStorage, "1", 2)
-    st3 = _StorageRef(torch.BFloat16Storage, "2", 2)
+    st = StorageRef(torch.FloatStorage, "0", 6)
+    st2 = StorageRef(torch.FloatStorage, "1", 2)
+    st3 = StorageRef(torch.BFloat16Storage, "2", 2)
     obj = {
-        "a": _TensorRef(st, 0, (2, 3), (3, 1)),
-        "b": _TensorRef(st2, 0, (2,), (1,)),
-        "h": _TensorRef(st3, 0, (2,), (1,)),
+        "a": TensorRef(st, 0, (2, 3), (3, 1)),
+        "b": TensorRef(st2, 0, (2,), (1,)),
+        "h": TensorRef(st3, 0, (2,), (1,)),
     }
     records = {"0": a.astype(">f4").tobytes(), "1": b.astype(">f4").tobytes(), "2": h.astype(">u2").tobytes()}
-    ours = load_torch(_write_zip(tmp_path / "be.pt", _pickle(obj, legacy=False), records, byteorder=b"big"))
+    ours = load_torch(
+        write_zip(tmp_path / "be.pt", pickle_with_storages(obj, legacy=False), records, byteorder=b"big")
+    )
     _assert_same(ours["a"], a)
     _assert_same(ours["b"], b)
     _assert_same(ours["h"], (h.astype(np.uint32) << 16).view(np.float32))
@@ -430,7 +376,7 @@ def test_npy_pickled_objects(tmp_path):
     np.testing.assert_array_equal(ours["be"], ref["be"])
 
     # protocol 2 (as numpy 1.x / Python 2 era files) with _codecs.encode and __builtin__.bytes
-    p2 = _write_pickled_npy(tmp_path / "p2.npy", pickle.dumps(np.asanyarray(payload), protocol=2))
+    p2 = write_pickled_npy(tmp_path / "p2.npy", pickle.dumps(np.asanyarray(payload), protocol=2))
     ours2 = load_npy(p2)
     assert list(ours2) == list(ref) and ours2["empty"].shape == (0,)
     np.testing.assert_array_equal(ours2["w"], ref["w"])
@@ -492,7 +438,7 @@ def test_reduce_os_system_in_npy_is_refused(tmp_path):
     np.save(tmp_path / "evil.npy", {"w": np.ones(2), "x": _Evil(marker)}, allow_pickle=True)  # STACK_GLOBAL
     with pytest.raises(UnsafeCheckpointError, match=f"refused global '{SYSTEM}'"):
         load_npy(tmp_path / "evil.npy")
-    p2 = _write_pickled_npy(tmp_path / "evil2.npy", pickle.dumps(_Evil(marker), protocol=2))  # GLOBAL
+    p2 = write_pickled_npy(tmp_path / "evil2.npy", pickle.dumps(_Evil(marker), protocol=2))  # GLOBAL
     with pytest.raises(UnsafeCheckpointError, match=f"refused global '{SYSTEM}'"):
         load_npy(p2)
     assert not marker.exists()
@@ -527,14 +473,14 @@ def test_dangerous_globals_are_refused_everywhere(tmp_path, module, name, protoc
         with pytest.raises(UnsafeCheckpointError, match=expected):
             load_torch(_write_raw_checkpoint(tmp_path / f"g{legacy}.pt", pkl, legacy))
     with pytest.raises(UnsafeCheckpointError, match=expected):
-        load_npy(_write_pickled_npy(tmp_path / "g.npy", pkl))
+        load_npy(write_pickled_npy(tmp_path / "g.npy", pkl))
 
 
 def test_numpy_globals_are_not_allowed_in_torch_files_and_vice_versa(tmp_path):
     with pytest.raises(UnsafeCheckpointError, match=r"numpy\.core\.multiarray\._reconstruct"):
-        load_torch(_write_zip(tmp_path / "n.pt", _global_call("numpy.core.multiarray", "_reconstruct")))
+        load_torch(write_zip(tmp_path / "n.pt", _global_call("numpy.core.multiarray", "_reconstruct")))
     with pytest.raises(UnsafeCheckpointError, match=r"torch\._utils\._rebuild_tensor_v2"):
-        load_npy(_write_pickled_npy(tmp_path / "t.npy", _global_call("torch._utils", "_rebuild_tensor_v2")))
+        load_npy(write_pickled_npy(tmp_path / "t.npy", _global_call("torch._utils", "_rebuild_tensor_v2")))
 
 
 def test_refused_opcodes(tmp_path):
@@ -547,11 +493,11 @@ def test_refused_opcodes(tmp_path):
     }
     for pkl, msg in cases.items():
         with pytest.raises(UnsafeCheckpointError, match=msg):
-            load_torch(_write_zip(tmp_path / "op.pt", pkl))
+            load_torch(write_zip(tmp_path / "op.pt", pkl))
         with pytest.raises(UnsafeCheckpointError, match=msg):
-            load_npy(_write_pickled_npy(tmp_path / "op.npy", pkl))
+            load_npy(write_pickled_npy(tmp_path / "op.npy", pkl))
     with pytest.raises(UnsafeCheckpointError, match="persistent id"):
-        load_npy(_write_pickled_npy(tmp_path / "pid.npy", b"\x80\x02X\x01\x00\x00\x00xQ."))
+        load_npy(write_pickled_npy(tmp_path / "pid.npy", b"\x80\x02X\x01\x00\x00\x00xQ."))
 
 
 def test_allowed_callables_refuse_abuse(tmp_path):
@@ -585,17 +531,17 @@ def test_allowed_callables_refuse_abuse(tmp_path):
     assert len(cases) == len(messages)
     for i, (pkl, msg) in enumerate(zip(cases, messages)):
         with pytest.raises(CheckpointError, match=msg) as info:
-            load_torch(_write_zip(tmp_path / f"abuse{i}.pt", pkl))
+            load_torch(write_zip(tmp_path / f"abuse{i}.pt", pkl))
         assert f"abuse{i}.pt" in str(info.value)
 
-    class _TensorWithState(_TensorRef):
+    class _TensorWithState(TensorRef):
         def __reduce__(self):
             return (torch._utils._rebuild_tensor_v2, self.args, {"storage": "replaced"})
 
-    st = _StorageRef(torch.FloatStorage, "0", 1)
-    pkl = _pickle({"w": _TensorWithState(st, 0, (1,), (1,))}, legacy=False)
+    st = StorageRef(torch.FloatStorage, "0", 1)
+    pkl = pickle_with_storages({"w": _TensorWithState(st, 0, (1,), (1,))}, legacy=False)
     with pytest.raises(CheckpointError, match="unexpected BUILD on LazyTensor"):
-        load_torch(_write_zip(tmp_path / "state.pt", pkl, {"0": b"\0" * 4}))
+        load_torch(write_zip(tmp_path / "state.pt", pkl, {"0": b"\0" * 4}))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -644,9 +590,9 @@ def test_garbage_and_empty_files(tmp_path):
 
 
 def test_zip_storage_claiming_huge_size(tmp_path):
-    st = _StorageRef(torch.FloatStorage, "0", 10**12)
-    pkl = _pickle({"w": _TensorRef(st, 0, (10**12,), (1,))}, legacy=False)
-    path = _write_zip(tmp_path / "huge.pt", pkl, {"0": b"\0" * 16})
+    st = StorageRef(torch.FloatStorage, "0", 10**12)
+    pkl = pickle_with_storages({"w": TensorRef(st, 0, (10**12,), (1,))}, legacy=False)
+    path = write_zip(tmp_path / "huge.pt", pkl, {"0": b"\0" * 16})
     t0 = time.perf_counter()
     with pytest.raises(CheckpointError, match="claims 1000000000000 elements"):
         load_torch(path)
@@ -658,11 +604,11 @@ def test_shapes_strides_and_offsets_out_of_bounds(tmp_path, legacy):
     raw = np.arange(4, dtype="<f4").tobytes()
 
     def write(size, stride, offset=0, name="t.pt"):
-        st = _StorageRef(torch.FloatStorage, "0", 4)
-        pkl = _pickle({"w": _TensorRef(st, offset, size, stride)}, legacy)
+        st = StorageRef(torch.FloatStorage, "0", 4)
+        pkl = pickle_with_storages({"w": TensorRef(st, offset, size, stride)}, legacy)
         if legacy:
-            return _write_legacy(tmp_path / name, pkl, [("0", 4, raw)])
-        return _write_zip(tmp_path / name, pkl, {"0": raw})
+            return write_legacy(tmp_path / name, pkl, [("0", 4, raw)])
+        return write_zip(tmp_path / name, pkl, {"0": raw})
 
     assert load_torch(write((2, 2), (0, 1), 2))["w"].tolist() == [[2.0, 3.0], [2.0, 3.0]]  # a valid expand
     bad = [
@@ -685,37 +631,39 @@ def test_shapes_strides_and_offsets_out_of_bounds(tmp_path, legacy):
 
 def test_legacy_file_claiming_huge_element_counts(tmp_path):
     raw = np.arange(4, dtype="<f4").tobytes()
-    ok_pkl = _pickle({"w": _TensorRef(_StorageRef(torch.FloatStorage, "0", 4), 0, (4,), (1,))}, legacy=True)
-    huge_pkl = _pickle(
-        {"w": _TensorRef(_StorageRef(torch.FloatStorage, "0", 2**60), 0, (4,), (1,))}, legacy=True
+    ok_pkl = pickle_with_storages(
+        {"w": TensorRef(StorageRef(torch.FloatStorage, "0", 4), 0, (4,), (1,))}, legacy=True
+    )
+    huge_pkl = pickle_with_storages(
+        {"w": TensorRef(StorageRef(torch.FloatStorage, "0", 2**60), 0, (4,), (1,))}, legacy=True
     )
     t0 = time.perf_counter()
     with pytest.raises(CheckpointError, match="claims 1152921504606846976 elements"):
-        load_torch(_write_legacy(tmp_path / "a.pt", huge_pkl, [("0", 2**60, raw)]))
+        load_torch(write_legacy(tmp_path / "a.pt", huge_pkl, [("0", 2**60, raw)]))
     with pytest.raises(CheckpointError, match="on disk holds 1152921504606846976 elements"):
-        load_torch(_write_legacy(tmp_path / "b.pt", ok_pkl, [("0", 2**60, raw)]))
+        load_torch(write_legacy(tmp_path / "b.pt", ok_pkl, [("0", 2**60, raw)]))
     with pytest.raises(CheckpointError, match="on disk holds -1 elements"):
-        load_torch(_write_legacy(tmp_path / "c.pt", ok_pkl, [("0", -1, raw)]))
+        load_torch(write_legacy(tmp_path / "c.pt", ok_pkl, [("0", -1, raw)]))
     with pytest.raises(CheckpointError, match="truncated"):
-        load_torch(_write_legacy(tmp_path / "d.pt", ok_pkl, [("0", 4, raw[:7])]))
+        load_torch(write_legacy(tmp_path / "d.pt", ok_pkl, [("0", 4, raw[:7])]))
     with pytest.raises(CheckpointError, match="never referenced"):
-        load_torch(_write_legacy(tmp_path / "e.pt", ok_pkl, [("0", 4, raw)], keys=["9"]))
+        load_torch(write_legacy(tmp_path / "e.pt", ok_pkl, [("0", 4, raw)], keys=["9"]))
     with pytest.raises(CheckpointError, match="no data"):
-        load_torch(_write_legacy(tmp_path / "f.pt", ok_pkl, [], keys=[]))
+        load_torch(write_legacy(tmp_path / "f.pt", ok_pkl, [], keys=[]))
     assert time.perf_counter() - t0 < 2
 
 
 def test_zip_structure_errors(tmp_path):
-    st = _StorageRef(torch.FloatStorage, "7", 2)
-    pkl = _pickle({"w": _TensorRef(st, 0, (2,), (1,))}, legacy=False)
+    st = StorageRef(torch.FloatStorage, "7", 2)
+    pkl = pickle_with_storages({"w": TensorRef(st, 0, (2,), (1,))}, legacy=False)
     with pytest.raises(CheckpointError, match="missing the zip entry 'archive/data/7'"):
-        load_torch(_write_zip(tmp_path / "m.pt", pkl, {}))
+        load_torch(write_zip(tmp_path / "m.pt", pkl, {}))
     with zipfile.ZipFile(tmp_path / "n.pt", "w") as z:
         z.writestr("archive/other.pkl", b"x")
     with pytest.raises(CheckpointError, match=r"without data\.pkl"):
         load_torch(tmp_path / "n.pt")
     with pytest.raises(CheckpointError, match="byteorder"):
-        load_torch(_write_zip(tmp_path / "o.pt", pkl, {"7": b"\0" * 8}, byteorder=b"middle"))
+        load_torch(write_zip(tmp_path / "o.pt", pkl, {"7": b"\0" * 8}, byteorder=b"middle"))
     # a deflated entry whose header claims far more than deflate can produce
     with zipfile.ZipFile(tmp_path / "p.pt", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("archive/data.pkl", pkl)
@@ -727,7 +675,7 @@ def test_zip_structure_errors(tmp_path):
     with pytest.raises(CheckpointError, match="impossible size"):
         load_torch(tmp_path / "p.pt")
     # a corrupted storage byte is caught by the zip CRC
-    good = _write_zip(tmp_path / "q.pt", pkl, {"7": np.array([1.0, 2.0], "<f4").tobytes()})
+    good = write_zip(tmp_path / "q.pt", pkl, {"7": np.array([1.0, 2.0], "<f4").tobytes()})
     data = bytearray(good.read_bytes())
     pos = data.find(np.array([1.0, 2.0], "<f4").tobytes())
     data[pos] ^= 0xFF
@@ -740,7 +688,7 @@ def test_deep_nesting_and_cycles(tmp_path):
     depth = 50_000
     deep = b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
     with pytest.raises(CheckpointError, match="nested"):
-        load_torch(_write_zip(tmp_path / "deep.pt", deep))
+        load_torch(write_zip(tmp_path / "deep.pt", deep))
     holder = np.empty((), dtype=object)
     holder[()] = "MARKER"
     template = pickle.dumps(holder, protocol=2)
@@ -750,16 +698,16 @@ def test_deep_nesting_and_cycles(tmp_path):
         marker, b"N" + b"\x85" * depth
     )  # ((((None,),),),...) inside an object array
     with pytest.raises(CheckpointError, match="nested"):
-        load_npy(_write_pickled_npy(tmp_path / "deep.npy", deep_tuple))
+        load_npy(write_pickled_npy(tmp_path / "deep.npy", deep_tuple))
     cycle = b"\x80\x02]q\x00h\x00a."  # a list containing itself
     with pytest.raises(CheckpointError, match="cycle"):
-        load_torch(_write_zip(tmp_path / "cycle.pt", cycle))
+        load_torch(write_zip(tmp_path / "cycle.pt", cycle))
     big_memo = b"\x80\x02Nr\xff\xff\xff\x7f."  # LONG_BINPUT 2**31-1: would make the unpickler allocate 16 GiB
     with pytest.raises(CheckpointError, match="memo index"):
-        load_torch(_write_zip(tmp_path / "memo.pt", big_memo))
+        load_torch(write_zip(tmp_path / "memo.pt", big_memo))
     huge_bytes = b"\x80\x04\x8e" + struct.pack("<Q", 2**40) + b"abc."  # BINBYTES8 claiming 1 TiB
     with pytest.raises(CheckpointError):
-        load_torch(_write_zip(tmp_path / "bytes8.pt", huge_bytes))
+        load_torch(write_zip(tmp_path / "bytes8.pt", huge_bytes))
 
 
 def test_npy_header_errors(tmp_path):
@@ -789,10 +737,10 @@ def test_npy_header_errors(tmp_path):
             load_npy(path)
     # a pickled payload that is not an ndarray, or whose shape disagrees with the header
     with pytest.raises(CheckpointError, match="not an object array"):
-        load_npy(_write_pickled_npy(tmp_path / "p.npy", pickle.dumps({"a": 1}, protocol=2)))
+        load_npy(write_pickled_npy(tmp_path / "p.npy", pickle.dumps({"a": 1}, protocol=2)))
     with pytest.raises(CheckpointError, match="header says"):
         load_npy(
-            _write_pickled_npy(tmp_path / "q.npy", pickle.dumps(np.empty(2, object), protocol=2), shape=(3,))
+            write_pickled_npy(tmp_path / "q.npy", pickle.dumps(np.empty(2, object), protocol=2), shape=(3,))
         )
 
 

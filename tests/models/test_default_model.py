@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import compare_images, skimage_photo
 from PIL import Image
+from support.images import compare_images
+from support.model_dirs import skimage_photo
+from support.oracle import modelscope_pipeline
 
 import msvision
 from msvision.hub import EMBEDDED_DEFAULT_FOR_TASK
@@ -40,13 +42,11 @@ def test_default_is_embedded_and_denoises(empty_cache):
 
 
 def test_default_matches_modelscope(empty_cache):
-    from modelscope.pipelines import pipeline
-
     from msvision.__main__ import SAMPLE
 
     model_dir = str(EMBEDDED_DEFAULT_FOR_TASK["image-denoising"])
     ours = msvision.pipeline("image-denoising")(str(SAMPLE))["output_img"]
-    theirs = pipeline("image-denoising", model=model_dir)(str(SAMPLE))["output_img"]
+    theirs = modelscope_pipeline("image-denoising", model_dir)(str(SAMPLE))["output_img"]
     max_diff, identical = compare_images(ours, theirs)
     assert max_diff <= 1 and identical >= 0.999
 

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_checkpoint import _pickle, _StorageRef, _TensorRef, _write_legacy, _write_pickled_npy, _write_zip
+from support.checkpoints import (
+    StorageRef,
+    TensorRef,
+    pickle_with_storages,
+    write_legacy,
+    write_pickled_npy,
+    write_zip,
+)
 
 from msvision.checkpoint import CheckpointError, load_npy, load_torch
 from msvision.errors import InvalidModelError
@@ -71,18 +78,18 @@ def test_pickle_work_bombs_are_refused_quickly(tmp_path, where, bomb):
     assert len(pkl) < (400 if bomb == "tuple_dag_key" else 1_200_000)
     path = tmp_path / f"bomb.{'npy' if where == 'npy' else 'pt'}"
     if where == "zip":
-        _write_zip(path, pkl)
+        write_zip(path, pkl)
     elif where == "legacy":
-        _write_legacy(path, pkl)
+        write_legacy(path, pkl)
     else:
-        _write_pickled_npy(path, pkl)
+        write_pickled_npy(path, pkl)
     load = load_npy if where == "npy" else load_torch
     _refused(load, path, r"unsupported dict key|refused|corrupt")
 
 
 def test_a_shared_sub_structure_resolves_in_linear_time(tmp_path):
     """The same DAG as a dict *value* is legal pickle (no hashing): it must resolve without expanding it."""
-    path = _write_zip(tmp_path / "dag_value.pt", _tuple_dag(as_key=False))
+    path = write_zip(tmp_path / "dag_value.pt", _tuple_dag(as_key=False))
     start = time.perf_counter()
     obj = load_torch(path)
     assert time.perf_counter() - start < FAST_S
@@ -97,12 +104,12 @@ def _deflated_zeros_checkpoint(path: Path, n_storages: int, storage_bytes: int, 
     """A torch zip whose 1-element tensors sit on storages of ``storage_bytes`` zeros, each deflated ~1000x."""
     numel = storage_bytes // 4
     state = {
-        f"w{i}": _TensorRef(_StorageRef(pickle_storage_type(), str(i), numel), offset, (1,), (1,))
+        f"w{i}": TensorRef(StorageRef(pickle_storage_type(), str(i), numel), offset, (1,), (1,))
         for i in range(n_storages)
     }
     chunk = bytes(1 << 20)
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("archive/data.pkl", _pickle(state, legacy=False))
+        z.writestr("archive/data.pkl", pickle_with_storages(state, legacy=False))
         z.writestr("archive/byteorder", b"little")
         for i in range(n_storages):
             info = zipfile.ZipInfo(f"archive/data/{i}")
@@ -173,7 +180,7 @@ def _patch_zip(path: Path, flag_bits: int = 0, extract_version: int | None = Non
     ids=["encrypted", "patched-data", "strong-encryption", "extract-version-9.9"],
 )
 def test_unsupported_zip_features_are_invalid_model_files(tmp_path, flag_bits, version, match):
-    path = _write_zip(tmp_path / "ckpt.pt", _pickle({"a": 1}, legacy=False))
+    path = write_zip(tmp_path / "ckpt.pt", pickle_with_storages({"a": 1}, legacy=False))
     _patch_zip(path, flag_bits, version)
     _refused(load_torch, path, match)
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from support.graphs import run
-from test_ops import LAYOUTS, use_layout  # noqa: E402
+from support.ops import LAYOUTS, use_layout
 
 from msvision import _C
 

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import psutil
 import pytest
-from fixtures import SMALL, make_nafnet_dir
 from support.graphs import run
+from support.model_dirs import SMALL, make_nafnet_dir
 
 from msvision import _C, pipeline
 from msvision.errors import MemoryLimitError

@@ -1,0 +1,126 @@
+"""Op tests against PyTorch: resize, resize_like.
+
+Tolerances and helpers: tests/support/ops.py."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from support.graphs import run
+from support.ops import (
+    close,
+    exact,
+    rand,
+    run_behind_conv,
+    run_graph,
+    t32,
+)
+
+from msvision import _C
+
+torch.set_num_threads(1)
+
+
+RESIZE_MODES = {
+    "nearest": ("nearest", None),
+    "bilinear": ("bilinear", False),
+    "bilinear_align_corners": ("bilinear", True),
+}
+
+# (N, C, H, W, (out_h, out_w) or None, (scale_h, scale_w) or None)
+RESIZE_CASES = [
+    (2, 3, 13, 17, (26, 34), None),
+    (1, 5, 7, 5, (13, 17), None),  # non-integer ratios up
+    (1, 5, 13, 17, (7, 5), None),  # and down
+    (1, 1, 1, 1, (3, 4), None),
+    (1, 3, 7, 5, (1, 1), None),
+    (1, 17, 7, 5, (7, 5), None),  # identity
+    (2, 3, 13, 17, None, (2.0, 2.0)),
+    (1, 5, 13, 17, None, (0.5, 0.5)),
+    (1, 3, 7, 5, None, (1.5, 2.5)),
+    (1, 3, 32, 31, None, (0.75, 1.25)),
+]
+
+
+def _resize_id(c):
+    size = f"to{c[4][0]}x{c[4][1]}" if c[4] else f"x{c[5][0]}x{c[5][1]}"
+    return f"n{c[0]}c{c[1]}_{c[2]}x{c[3]}_{size}"
+
+
+def _resize_ref(mode, t, size, scale):
+    m, align = RESIZE_MODES[mode]
+    kw = {"size": size} if size else {"scale_factor": scale}
+    return F.interpolate(t, mode=m, align_corners=align, **kw)
+
+
+def _resize_build(mode, size, scale):
+    if size:
+        return lambda g, i: g.resize(i, mode=mode, size=(size[0], size[1]), scale=(0.0, 0.0))
+    return lambda g, i: g.resize(i, mode=mode, size=(0, 0), scale=(scale[0], scale[1]))
+
+
+@pytest.mark.parametrize("case", RESIZE_CASES, ids=_resize_id)
+@pytest.mark.parametrize("mode", list(RESIZE_MODES))
+def test_resize(mode, case):
+    n, c, h, w_, size, scale = case
+    x = rand(n, c, h, w_)
+    (out,) = run_graph(_resize_build(mode, size, scale), [x])
+    ref = _resize_ref(mode, t32(x), size, scale)
+    if mode == "nearest":
+        exact(out, ref, f"resize {mode} {case}")
+    else:
+        close(out, ref, 1e-5, 1e-5, f"resize {mode} {case}")
+
+
+@pytest.mark.parametrize("mode", list(RESIZE_MODES))
+@pytest.mark.parametrize("c", [16, 17])
+def test_resize_after_conv(mode, c, layout):
+    out, ref = run_behind_conv(
+        _resize_build(mode, None, (2.0, 1.5)),
+        lambda t: _resize_ref(mode, t, None, (2.0, 1.5)),
+        rand(1, c, 7, 5),
+    )
+    close(out, ref, 1e-5, 1e-5, f"resize {mode} after conv {layout}")
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize("like_hw", [(14, 18), (13, 17), (13, 18), (1, 1)])
+def test_resize_like(mode, like_hw):
+    """x scaled by 2 and cropped to the reference's size (an FPN's up2(x)[:, :, :h, :w]); the reference is read
+    for its shape only."""
+    x, like = rand(2, 5, 7, 9), rand(2, 3, *like_hw, seed=3)
+    (out,) = run_graph(lambda g, i, j: g.resize_like(i, j, mode=mode, scale=(2.0, 2.0)), [x, like])
+    ref = _resize_ref(mode, t32(x), None, (2.0, 2.0))[:, :, : like_hw[0], : like_hw[1]]
+    if mode == "nearest":
+        exact(out, ref, f"resize_like {mode} {like_hw}")
+    else:
+        close(out, ref, 1e-5, 1e-5, f"resize_like {mode} {like_hw}")
+
+
+def test_resize_like_refuses_a_larger_reference():
+    g = _C.Graph()
+    i, j = g.input(channels=5), g.input(channels=3)
+    g.output(g.resize_like(i, j, mode="bilinear", scale=(2.0, 2.0)))
+    g.finalize()
+    with pytest.raises(_C.ShapeError, match="resize_like: the reference .15 x 18. is larger"):
+        run(g, [rand(1, 5, 7, 9), rand(1, 3, 15, 18)], threads=1)
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("inf"), float("nan"), 1e5])
+def test_resize_refuses_bad_scale_factors(scale):
+    g = _C.Graph()
+    i = g.input(channels=5)
+    with pytest.raises(ValueError, match="scale factors in"):
+        g.resize(i, mode="bilinear", size=(0, 0), scale=(scale, 2.0))
+    g = _C.Graph()
+    i, j = g.input(channels=5), g.input(channels=3)
+    with pytest.raises(ValueError, match="scale factors in"):
+        g.resize_like(i, j, mode="bilinear", scale=(2.0, scale))
+
+
+def test_resize_like_refuses_align_corners():
+    g = _C.Graph()
+    i, j = g.input(channels=5), g.input(channels=3)
+    with pytest.raises(ValueError, match="resize_like needs .* nearest or bilinear"):
+        g.resize_like(i, j, mode="bilinear_align_corners", scale=(2.0, 2.0))
