@@ -23,7 +23,8 @@ REPO_ROOT = os.path.dirname(BENCH_DIR)
 OUT_DIR = os.path.join(BENCH_DIR, "out")  # git-ignored
 STUBS_DIR = os.path.join(REPO_ROOT, "tests", "stubs")  # test-only torchvision stand-in ModelScope imports
 
-# This machine's fp32 peak: 2 Zen 4 cores with AVX-512 ~ 230 GFLOP/s; scaled linearly by threads.
+# This machine's fp32 peak: 2 Zen 4 cores ~ 230 GFLOP/s (two 256-bit FMA pipes per core, so AVX2 and the
+# double-pumped AVX-512 reach the same peak); scaled linearly by threads.
 PEAK_GFLOPS_PER_THREAD = 115.0
 
 
@@ -34,7 +35,7 @@ def use_torchvision_stub() -> None:
 
 
 def use_test_fixtures():
-    """tests/fixtures.py: the builders of random-weight ModelScope model directories the tests use too."""
+    """tests/support/model_dirs.py: the builders of random-weight ModelScope model directories the tests use too."""
     use_torchvision_stub()
     tests_dir = os.path.dirname(STUBS_DIR)
     if tests_dir not in sys.path:

@@ -402,24 +402,32 @@ msv_status msv_pl_simple(msv_planner *pl, const msv_node *n, dnnl_status_t creat
     return MSV_OK;
 }
 
-msv_status msv_pl_view_kernel(msv_planner *pl, const msv_node *n, msv_step_run run, const char *what, void *state) {
-    msv_view vx, vy;
-    const int src = msv_pl_view(pl, n->in[0], &vx);
-    dnnl_memory_desc_t ymd = src >= 0 ? msv_md_like(&vx, pl->shapes[n->out]) : NULL;
-    const int out = ymd ? msv_pl_output(pl, n, ymd) : -1;
-    dnnl_memory_desc_destroy(ymd);
-    msv_step *s = out >= 0 && msv_md_to_view(pl->p->entries[out].md, &vy) ? msv_pl_kernel(pl, run, n, what) : NULL;
+msv_status msv_pl_unary_kernel(msv_planner *pl, const msv_node *n, msv_step_run run, const char *what, void *state,
+                               int src, const msv_view *vx, int out, const msv_view *vy) {
+    msv_step *s = src >= 0 && out >= 0 ? msv_pl_kernel(pl, run, n, what) : NULL;
     if (!s) {
         free(state);
-        return pl->err->status ? pl->err->status
-                               : msv_set_error(pl->err, MSV_ERR_BACKEND, "cannot lay out a C kernel result");
+        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
     }
     s->state = state;
     s->free_state = state ? free : NULL;
     pl->p->entries[out].def = pl->p->n_steps - 1;
-    msv_pl_kernel_view(pl, s, src, &vx);
-    msv_pl_kernel_view(pl, s, out, &vy);
+    msv_pl_kernel_view(pl, s, src, vx);
+    msv_pl_kernel_view(pl, s, out, vy);
     return n->n_post ? msv_pl_post_ops_kernel(pl, n, 0, out) : MSV_OK;
+}
+
+msv_status msv_pl_view_kernel(msv_planner *pl, const msv_node *n, msv_step_run run, const char *what, void *state) {
+    msv_view vx, vy;
+    const int src = msv_pl_view(pl, n->in[0], &vx);
+    dnnl_memory_desc_t ymd = src >= 0 ? msv_md_like(&vx, pl->shapes[n->out]) : NULL;
+    int out = ymd ? msv_pl_output(pl, n, ymd) : -1;
+    dnnl_memory_desc_destroy(ymd);
+    if (out >= 0 && !msv_md_to_view(pl->p->entries[out].md, &vy)) {
+        msv_set_error(pl->err, MSV_ERR_BACKEND, "cannot lay out a C kernel result");
+        out = -1;
+    }
+    return msv_pl_unary_kernel(pl, n, run, what, state, src, &vx, out, &vy);
 }
 
 static msv_view axis_view(msv_shape s, int axis) {

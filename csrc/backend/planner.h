@@ -186,8 +186,12 @@ msv_status msv_pl_post_ops_kernel(msv_planner *pl, const msv_node *n, int first,
 msv_status msv_pl_simple(msv_planner *pl, const msv_node *n, dnnl_status_t created, dnnl_primitive_desc_t pd,
                          const char *what, const int *src_entries, const int *src_args, int n_src,
                          const int *operand_entries);
-/* A C-kernel op reading in[0] as a view and writing a result of the same layout family (as views 0 and 1 of the
- * step); state (may be NULL) is taken over and freed with free(). */
+/* A C-kernel step of n reading view vx of entry src and writing view vy of entry out, n's result (views 0 and 1
+ * of the step), then n's post-ops; state (may be NULL) is taken over and freed with free(), on error too. A
+ * negative src or out stands for an earlier error, which is returned. */
+msv_status msv_pl_unary_kernel(msv_planner *pl, const msv_node *n, msv_step_run run, const char *what, void *state,
+                               int src, const msv_view *vx, int out, const msv_view *vy);
+/* A C-kernel op reading in[0] as a view and writing a result of the same layout family (msv_pl_unary_kernel). */
 msv_status msv_pl_view_kernel(msv_planner *pl, const msv_node *n, msv_step_run run, const char *what, void *state);
 /* Tensor t as a (outer, extent of `axis`, 1, inner) view of its row-major layout (reordered to it if needed). */
 int msv_pl_axis_view(msv_planner *pl, int t, int axis, msv_view *v);

@@ -82,22 +82,13 @@ msv_status msv_plan_slice(msv_planner *pl, const msv_node *n) {
     if (xs.ndims == 4) return msv_pl_view_kernel(pl, n, run_slice, "", NULL);
     msv_view vx, vy; /* other ranks: row-major in and out (the views carry nothing but the entries) */
     slice_plain_state *st = calloc(1, sizeof(*st));
-    const int src = st ? msv_pl_axis_view(pl, n->in[0], 0, &vx) : -1;
-    const int out = src >= 0 ? msv_pl_axis_output(pl, n, 0, &vy) : -1;
-    msv_step *s = out >= 0 ? msv_pl_kernel(pl, run_slice_plain, n, "") : NULL;
-    if (!s) {
-        free(st);
-        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
-    }
+    if (!st) return msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
     st->rank = xs.ndims;
     memcpy(st->xdims, xs.dims, sizeof st->xdims);
     memcpy(st->ydims, ys.dims, sizeof st->ydims);
-    s->state = st;
-    s->free_state = free;
-    pl->p->entries[out].def = pl->p->n_steps - 1;
-    msv_pl_kernel_view(pl, s, src, &vx);
-    msv_pl_kernel_view(pl, s, out, &vy);
-    return MSV_OK;
+    const int src = msv_pl_axis_view(pl, n->in[0], 0, &vx);
+    const int out = src >= 0 ? msv_pl_axis_output(pl, n, 0, &vy) : -1;
+    return msv_pl_unary_kernel(pl, n, run_slice_plain, "", st, src, &vx, out, &vy);
 }
 
 static msv_status run_pixel_shuffle(const msv_step *s, msv_exec *x) {

@@ -21,17 +21,7 @@ static msv_status plan_axis_kernel(msv_planner *pl, const msv_node *n, int axis,
     msv_view vx, vy;
     const int src = msv_pl_axis_view(pl, n->in[0], axis, &vx);
     const int out = src >= 0 ? msv_pl_axis_output(pl, n, axis, &vy) : -1;
-    msv_step *s = out >= 0 ? msv_pl_kernel(pl, run, n, what) : NULL;
-    if (!s) {
-        free(state);
-        return pl->err->status;
-    }
-    s->state = state;
-    s->free_state = state ? free : NULL;
-    pl->p->entries[out].def = pl->p->n_steps - 1;
-    msv_pl_kernel_view(pl, s, src, &vx);
-    msv_pl_kernel_view(pl, s, out, &vy);
-    return n->n_post ? msv_pl_post_ops_kernel(pl, n, 0, out) : MSV_OK;
+    return msv_pl_unary_kernel(pl, n, run, what, state, src, &vx, out, &vy);
 }
 
 msv_status msv_plan_layer_norm(msv_planner *pl, const msv_node *n) {

@@ -1,9 +1,9 @@
 """Face detection: ModelScope's pipeline vs msvision's on the same model directory and photo, same threads.
 
 Each engine runs in its own process (``--engine``), so timings and peak RSS are its own. Models: the real ULFD
-and MTCNN weights in ../shared/assets (MogFace, which has no released weights here, is in bench_mogface.py).
+and MTCNN weights in ../shared/assets (MogFace, which has no released weights here, is the mogface case).
 
-    python3 benchmarks/bench_face_detection.py --threads 2
+    python3 benchmarks/run.py face_detection --threads 2
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import os
 import subprocess
 import sys
 
-import common
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
+import common  # noqa: E402
 
 SHARED = os.environ.get("MSVISION_SHARED") or os.path.join(common.REPO_ROOT, "..", "shared")
 MODELS = {
@@ -53,14 +54,15 @@ def run_engine(engine: str, model_dir: str, photo: str, threads: int, repeats: i
     }
 
 
-def main() -> int:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--engine", choices=["modelscope", "msvision"])
     parser.add_argument("--model-dir")
     parser.add_argument("--photo")
-    args = parser.parse_args()
+    parser.add_argument("--no-write", action="store_true", help="print only, do not append to RESULTS.md")
+    args = parser.parse_args(argv)
     if args.engine:
         print(json.dumps(run_engine(args.engine, args.model_dir, args.photo, args.threads, args.repeats)))
         return 0
@@ -100,7 +102,7 @@ def main() -> int:
         "",
         f"## Face detection (ULFD, MTCNN) — {common.now_utc()}",
         "",
-        f"Command: `python3 benchmarks/bench_face_detection.py --threads {args.threads} --repeats {args.repeats}`  ",
+        f"Command: `python3 benchmarks/run.py face_detection --threads {args.threads} --repeats {args.repeats}`  ",
         f"Machine: {machine['cpu_model']}, {machine['cpus']} CPUs; threads {args.threads}; load average at end "
         f"{common.load_average()}; each engine in its own process, median of {args.repeats} calls after 1 warm-up.",
         "",
@@ -112,6 +114,8 @@ def main() -> int:
     ]
     text = "\n".join(lines)
     print(text)
+    if args.no_write:
+        return 0
     with open(os.path.join(common.BENCH_DIR, "RESULTS.md"), "a") as f:
         f.write(text + "\n")  # a blank line before the next section
     return 0

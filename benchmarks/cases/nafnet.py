@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """NAFNet image denoising, end to end: ModelScope's pipeline (torch) vs msvision vs ONNX Runtime.
 
-    python3 benchmarks/bench_nafnet.py --threads 2 [--sizes 512,1024] [--repeats 5] [--model-dir DIR]
+    python3 benchmarks/run.py nafnet --threads 2 [--sizes 512,1024] [--repeats 5] [--model-dir DIR]
 
 Every engine runs in its own subprocess (this script re-invoked with ``--engine X``) with the same thread
 count (torch.set_num_threads / ORT intra_op_num_threads / msvision ``threads=``, and OMP_NUM_THREADS), on the
@@ -12,7 +12,7 @@ same model directory and the same PNG, so peak RSS is attributable. Per image si
   ORT runs the same pre/post-processing in numpy around ``session.run`` on a ``torch.onnx.export`` of
   ModelScope's own NAFNet module (opset 17, fixed shape = the tile shape);
 * the bare network time, timed around the network calls inside those end-to-end calls and summed over the
-  tiles: msvision ``p.model.graph.run([x], threads=N)`` on the padded tile, ORT ``session.run`` on the tile,
+  tiles: msvision ``p.model.run(x)`` on the padded tile, ORT ``session.run`` on the tile,
   ModelScope ``model._inference_forward(tile)`` (NAFNet + clamp);
 * conv FLOPs of the tiles the pipeline really runs (padded), achieved GFLOP/s and share of the fp32 peak;
 * peak RSS of each engine's process and the output check against ModelScope.
@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 import common  # noqa: E402
 
 TASK = "image-denoising"
@@ -54,8 +54,8 @@ LABEL = {"msvision": "msvision", "modelscope": "ModelScope (torch)", "ort": "ONN
 
 
 def build_model_dir(dest: str, seed: int = 0) -> str:
-    """ModelScope's NAFNet in the SIDD configuration with seeded random weights (tests/fixtures.py: LayerNorm and
-    the blocks' beta/gamma, which initialise to identity, are perturbed so every block contributes)."""
+    """ModelScope's NAFNet in the SIDD configuration with seeded random weights (tests/support/model_dirs.py:
+    LayerNorm and the blocks' beta/gamma, which initialise to identity, are perturbed so every block contributes)."""
     return common.use_test_fixtures().make_nafnet_dir(dest, SIDD_NET, seed=seed)
 
 
@@ -75,13 +75,6 @@ def _read_rgb(path: str) -> np.ndarray:
         return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
 
-class TimedGraph:
-    """Stands in for msvision's C graph object (whose methods cannot be replaced): ``run`` is timed into ``acc``."""
-
-    def __init__(self, graph, acc: list):
-        self.run = common.timed(graph.run, acc)
-
-
 def engine_msvision(a) -> dict:
     common.use_repo_msvision()
     t0 = time.perf_counter()
@@ -90,9 +83,9 @@ def engine_msvision(a) -> dict:
     p = msvision.pipeline(TASK, model=a.model_dir, threads=a.threads)
     load_s = time.perf_counter() - t0
     rss_loaded = common.current_rss_mib()
-    # NAFNet.run pads each tile and calls self.graph.run([x], threads=N): time exactly that call
+    # NAFNet.restore pads each tile and calls self.run(x): time exactly that call
     acc, out = [0.0], {}
-    p.model.graph = TimedGraph(p.model.graph, acc)
+    p.model.run = common.timed(p.model.run, acc)
 
     def call():
         out["img"] = p(a.image)["output_img"]
@@ -103,7 +96,7 @@ def engine_msvision(a) -> dict:
         "load_s": load_s,
         "e2e": e2e,
         "net": net,
-        "net_how": "p.model.graph.run([padded tile], threads=N), summed over tiles",
+        "net_how": "p.model.run(padded tile), summed over tiles",
         "rss_after_load_mib": rss_loaded,
         "build_info": msvision.build_info(),
         "version": msvision.__version__,
@@ -364,7 +357,11 @@ def orchestrate(a) -> None:
             sys.exit(f"unknown engine {e!r}; choose from {', '.join(ENGINES)}")
     model_note = a.model_dir
     if a.model_dir is None:
-        recipe = {"seed": a.seed, "network_g": SIDD_NET, "builder": "tests/fixtures.make_nafnet_dir"}
+        recipe = {
+            "seed": a.seed,
+            "network_g": SIDD_NET,
+            "builder": "tests/support/model_dirs.make_nafnet_dir",
+        }
         a.model_dir = common.cached_model_dir(
             "nafnet_sidd_random", recipe, lambda d: build_model_dir(d, seed=a.seed), a.no_cache
         )
@@ -458,11 +455,11 @@ def orchestrate(a) -> None:
         f"- Model: {model_note}",
         "- Images: " + "; ".join(images),
         f"- fp32 peak: {common.PEAK_GFLOPS_PER_THREAD:.0f} GFLOP/s per thread × {a.threads} = "
-        f"{peak:.0f} GFLOP/s (Zen 4, AVX-512: 230 GFLOP/s for 2 cores)",
+        f"{peak:.0f} GFLOP/s (Zen 4: 230 GFLOP/s for 2 cores, AVX2 or AVX-512)",
         "- E2E: `pipeline('image-denoising', model=dir)(png_path)` → uint8 BGR, min / median of the timed "
         "runs after the warm-up (Runs = warm-up + timed). ONNX Runtime: the same decode / to-float / tiling "
         "/ to-uint8 in numpy around `session.run`. Net: the network calls timed inside those same E2E calls, "
-        "summed over the image's tiles: msvision `p.model.graph.run([x], threads=N)` on the padded tile, ORT "
+        "summed over the image's tiles: msvision `p.model.run(x)` on the padded tile, ORT "
         "`session.run` on the tile, ModelScope `model._inference_forward(tile)` (NAFNet + clamp).",
         "- Conv GFLOP: 2 × MACs of every convolution (3×3, depthwise 3×3, 1×1, 2×2/2 down, 1×1 up, channel-"
         "attention 1×1) at the padded tile sizes the pipeline runs; element-wise ops not counted. "

@@ -2,7 +2,7 @@
 """MogFace face detection (ResNet-101 + LFPN + MogPredNet): ModelScope's pipeline vs msvision, and the bare network
 on ONNX Runtime vs msvision's graph.
 
-    python3 benchmarks/bench_mogface.py --threads 2 [--size 1000] [--repeats 3] [--model-dir DIR]
+    python3 benchmarks/run.py mogface --threads 2 [--size 1000] [--repeats 3] [--model-dir DIR]
 
 Every engine runs in its own subprocess (this script re-invoked with ``--engine X``) with the same thread count
 (torch.set_num_threads / ORT intra_op_num_threads with inter_op 1 / msvision ``threads=``, and OMP_NUM_THREADS),
@@ -10,7 +10,7 @@ on the same model directory and the same PNG (a bundled real photo resized to ``
 
 * ModelScope and msvision: end-to-end ``pipeline('face-detection', model=dir)(png_path)``, min and median of
   ``--repeats`` calls after ``--warmup`` calls; the network time inside those calls is timed too (ModelScope:
-  ``detector.net(img)``; msvision: the graph's ``run``);
+  ``detector.net(img)``; msvision: the network's session ``run``);
 * the bare network: msvision's graph ``run`` and ONNX Runtime's ``session.run`` of ``torch.onnx.export`` of
   ModelScope's own MogFace module (opset 17, fixed input shape) on the same normalised input tensor, min and
   median of ``--repeats`` runs after ``--warmup``;
@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 import common  # noqa: E402
 
 TASK = "face-detection"
@@ -53,7 +53,7 @@ LABEL = {
 
 
 def build_model_dir(dest: str, seed: int = 0) -> str:
-    """ModelScope's MogFace with seeded random weights (tests/fixtures.py), as a ModelScope model dir."""
+    """ModelScope's MogFace with seeded random weights (tests/support/model_dirs.py), as a ModelScope model dir."""
     return common.use_test_fixtures().make_mogface_dir(dest, seed=seed, cls_bias=CLS_BIAS)
 
 
@@ -134,16 +134,16 @@ def engine_msvision(a) -> dict:
     e2e, net = common.timed_e2e(call, acc, a.repeats, a.warmup)
     _save_detections(a.out_prefix + ".npz", out["r"])
     # the bare graph on the pipeline's own input tensor (what ONNX Runtime gets too)
-    x = pipe.preprocess(a.image)["img"]
-    np.save(a.out_prefix + "_input.npy", x)
-    graph = model.graph
+    x = pipe.preprocess(a.image)["img"]  # NHWC: msvision's sessions take the image's own layout
+    np.save(a.out_prefix + "_input.npy", np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # NCHW for the peers
+    session = model._sessions[0]
     maps = {}
 
     def bare():
-        maps["out"] = graph.run([x], threads=a.threads)
+        maps["out"] = session.run([x])
 
     bare_times = common.time_calls(bare, a.repeats, a.warmup)
-    np.savez(a.out_prefix + "_maps.npz", *maps["out"])
+    np.savez(a.out_prefix + "_maps.npz", *[m.transpose(0, 3, 1, 2) for m in maps["out"]])
     return {
         "load_s": load_s,
         "e2e": e2e,
@@ -343,7 +343,11 @@ def orchestrate(a) -> None:
     os.makedirs(work, exist_ok=True)
     model_note = a.model_dir
     if a.model_dir is None:
-        recipe = {"seed": a.seed, "cls_bias": CLS_BIAS, "builder": "tests/fixtures.make_mogface_dir"}
+        recipe = {
+            "seed": a.seed,
+            "cls_bias": CLS_BIAS,
+            "builder": "tests/support/model_dirs.make_mogface_dir",
+        }
         a.model_dir = common.cached_model_dir(
             "mogface_random", recipe, lambda d: build_model_dir(d, seed=a.seed), a.no_cache
         )
