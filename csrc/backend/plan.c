@@ -201,7 +201,11 @@ int msv_pl_view(msv_planner *pl, int t, msv_view *v) {
         return -1;
     }
     dnnl_memory_desc_t plain = msv_md_plain(pl->shapes[t]);
-    e = plain ? msv_pl_converted(pl, e, plain) : -1;
+    if (!plain) {
+        msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory describing a tensor");
+        return -1;
+    }
+    e = msv_pl_converted(pl, e, plain);
     dnnl_memory_desc_destroy(plain);
     if (e >= 0 && !msv_md_to_view(pl->p->entries[e].md, v)) {
         msv_set_error(pl->err, MSV_ERR_BACKEND, "cannot view a tensor for a C kernel");
@@ -587,9 +591,8 @@ static msv_status plan_output(msv_planner *pl, int i, msv_layout layout) {
     return MSV_OK;
 }
 
-msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, msv_layout io_layout,
+msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, const msv_env *env, msv_layout io_layout,
                           const msv_shape *in_shapes, msv_plan **out, int64_t *primitives_created, msv_error *err) {
-    const msv_env env = msv_read_env();
     msv_plan *p = calloc(1, sizeof(*p));
     msv_shape *shapes = malloc(sizeof(msv_shape) * (size_t)g->n_tensors);
     msv_shape logical[MSV_MAX_GRAPH_INPUTS];
@@ -600,7 +603,8 @@ msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, msv_lay
         free(shapes);
         return msv_set_error(err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
     }
-    msv_planner pl = {g, p, weights, shapes, &env, msv_engine(err), 0, err};
+    p->profile = env->profile;
+    msv_planner pl = {g, p, weights, shapes, env, msv_engine(err), 0, err};
     if (!pl.engine) st = err->status;
     for (int i = 0; i < g->n_inputs && st == MSV_OK; i++) {
         const msv_shape want = g->shapes[g->inputs[i]];
@@ -682,7 +686,7 @@ static double now_ms(void) {
 
 msv_status msv_plan_execute(msv_plan *p, void *arena, const float *const *inputs, float *const *outputs,
                             dnnl_stream_t stream, msv_error *err) {
-    msv_exec x = {p, arena, inputs, outputs, stream, msv_read_env().profile, 0, err};
+    msv_exec x = {p, arena, inputs, outputs, stream, p->profile, 0, err};
     for (int i = 0; i < p->n_entries; i++) {
         msv_entry *e = &p->entries[i];
         if (e->kind == MSV_E_FIXED || (e->kind == MSV_E_ARENA && p->bound_arena == arena)) continue;

@@ -32,7 +32,7 @@ typedef struct msv_env {
     int fallback_kernels;   /* MSVISION_FALLBACK_KERNELS=1: the C kernels that stand in for oneDNN reference ones
                              * run wherever they can (to test them on machines where oneDNN needs none) */
 } msv_env;
-msv_env msv_read_env(void);
+msv_env msv_read_env(void); /* call it where no other thread can change the environment (session creation) */
 
 /* ---- oneDNN helpers (engine.c) ---- */
 dnnl_engine_t msv_engine(msv_error *err); /* the process-wide CPU engine */
@@ -105,6 +105,7 @@ typedef struct msv_plan {
     size_t arena_bytes;
     void *bound_arena;
     uint64_t last_used;
+    int profile; /* MSVISION_PROFILE when planned */
 } msv_plan;
 
 /* What a running step sees. */
@@ -207,7 +208,9 @@ dnnl_format_tag_t msv_pl_preferred_tag(const msv_planner *pl, int64_t channels);
 msv_status msv_check_threads(int threads, msv_error *err);
 
 /* ---- plans as a whole (plan.c), used by the session ---- */
-msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, msv_layout io_layout,
+/* env: the knobs as the session read them when it was created (getenv is not safe while another thread sets the
+ * environment, and plans run with the GIL released). */
+msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, const msv_env *env, msv_layout io_layout,
                           const msv_shape *in_shapes, msv_plan **out, int64_t *primitives_created, msv_error *err);
 void msv_plan_destroy(msv_plan *p);
 msv_status msv_plan_execute(msv_plan *p, void *arena, const float *const *inputs, float *const *outputs,

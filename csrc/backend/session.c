@@ -20,6 +20,7 @@
 struct msv_session {
     const msv_graph *g;
     msv_session_options opt;
+    msv_env env; /* read once, at creation */
     dnnl_stream_t stream;
     msv_weight_store *weights;
     msv_plan **plans;
@@ -33,6 +34,8 @@ struct msv_session {
 
 msv_status msv_session_create(msv_session **out, const msv_graph *g, const msv_session_options *options,
                               msv_error *err) {
+    msv_error ignored; /* err may be NULL (msv.h); the planner reports through it */
+    if (!err) err = &ignored;
     *out = NULL;
     if (!g || !g->finalized) return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "the graph is not finalized");
     msv_session_options opt = options ? *options : (msv_session_options){0};
@@ -53,6 +56,7 @@ msv_status msv_session_create(msv_session **out, const msv_graph *g, const msv_s
     }
     s->g = g;
     s->opt = opt;
+    s->env = msv_read_env();
     s->opt.share_weights_with = NULL;
     msv_status st = MSV_OK;
     if (opt.share_weights_with)
@@ -114,7 +118,8 @@ static msv_status find_plan(msv_session *s, const msv_shape *in_shapes, msv_plan
         if (in_shapes[i].ndims < 1 || in_shapes[i].ndims > MSV_MAX_DIMS)
             return msv_set_error(err, MSV_ERR_SHAPE, "input %d has %d dimensions", i, in_shapes[i].ndims);
     msv_plan *p = NULL;
-    msv_status st = msv_plan_build(s->g, s->weights, s->opt.io_layout, in_shapes, &p, &s->primitives_created, err);
+    msv_status st =
+        msv_plan_build(s->g, s->weights, &s->env, s->opt.io_layout, in_shapes, &p, &s->primitives_created, err);
     if (st != MSV_OK) return st;
     if (s->opt.memory_limit > 0 && (int64_t)p->arena_bytes > s->opt.memory_limit) {
         char shape[96] = "";
@@ -160,6 +165,8 @@ static msv_status use_threads(const msv_session *s, msv_error *err) {
 }
 
 msv_status msv_session_plan(msv_session *s, const msv_shape *in_shapes, msv_shape *out_shapes, msv_error *err) {
+    msv_error ignored;
+    if (!err) err = &ignored;
     msv_plan *p = NULL;
     msv_status st = use_threads(s, err);
     if (st == MSV_OK) st = find_plan(s, in_shapes, &p, err);
@@ -171,6 +178,8 @@ msv_status msv_session_plan(msv_session *s, const msv_shape *in_shapes, msv_shap
 
 msv_status msv_session_run(msv_session *s, const msv_shape *in_shapes, const float *const *inputs,
                            float *const *outputs, msv_error *err) {
+    msv_error ignored;
+    if (!err) err = &ignored;
     msv_plan *p = NULL;
     msv_status st = use_threads(s, err);
     if (st == MSV_OK) st = find_plan(s, in_shapes, &p, err);

@@ -365,26 +365,45 @@ static const char *field_type_name(msv_field_type t) {
     return names[t];
 }
 
+/* Appends a new reference (stolen, also on failure); -1 with an exception set on failure. */
+static int append_new(PyObject *list, PyObject *item) {
+    const int st = item ? PyList_Append(list, item) : -1;
+    Py_XDECREF(item);
+    return st;
+}
+
+static PyObject *signature_dict(const msv_signature *sig) {
+    PyObject *inputs = PyList_New(0), *fields = PyList_New(0);
+    int ok = inputs && fields;
+    for (int i = 0; ok && i < sig->n_inputs; i++)
+        ok = append_new(inputs, PyUnicode_FromString(sig->inputs[i])) == 0;
+    for (int i = 0; ok && i < sig->n_fields; i++) {
+        const msv_field *f = &sig->fields[i];
+        PyObject *choices = PyList_New(0);
+        ok = choices != NULL;
+        for (int c = 0; ok && f->choices && f->choices[c]; c++)
+            ok = append_new(choices, PyUnicode_FromString(f->choices[c])) == 0;
+        if (!ok) {
+            Py_XDECREF(choices);
+            break;
+        }
+        ok = append_new(fields, Py_BuildValue("(ssN)", f->name, field_type_name(f->type), choices)) == 0;
+    }
+    if (!ok) {
+        Py_XDECREF(inputs);
+        Py_XDECREF(fields);
+        return NULL;
+    }
+    return Py_BuildValue("{s:s,s:N,s:N}", "doc", sig->doc, "inputs", inputs, "fields", fields);
+}
+
 /* Graph.signature(op) -> {"doc", "inputs": [...], "fields": [(name, type, choices)]}: for tools and tests. */
 static PyObject *Graph_signature(PyObject *cls, PyObject *arg) {
     (void)cls;
     const char *name = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
-    for (int k = 0; name && k < MSV_OP_COUNT; k++) {
-        if (strcmp(msv_op_name((msv_op_kind)k), name) != 0) continue;
-        const msv_signature *sig = msv_op_signature((msv_op_kind)k);
-        PyObject *inputs = PyList_New(0), *fields = PyList_New(0);
-        for (int i = 0; inputs && i < sig->n_inputs; i++)
-            PyList_Append(inputs, PyUnicode_FromString(sig->inputs[i]));
-        for (int i = 0; fields && i < sig->n_fields; i++) {
-            const msv_field *f = &sig->fields[i];
-            PyObject *choices = PyList_New(0);
-            for (int c = 0; f->choices && f->choices[c]; c++)
-                PyList_Append(choices, PyUnicode_FromString(f->choices[c]));
-            PyList_Append(fields, Py_BuildValue("(ssN)", f->name, field_type_name(f->type), choices));
-        }
-        return Py_BuildValue("{s:s,s:N,s:N}", "doc", sig->doc, "inputs", inputs, "fields", fields);
-    }
-    PyErr_Format(PyExc_ValueError, "unknown op %R", arg);
+    for (int k = 0; name && k < MSV_OP_COUNT; k++)
+        if (strcmp(msv_op_name((msv_op_kind)k), name) == 0) return signature_dict(msv_op_signature((msv_op_kind)k));
+    if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "unknown op %R", arg);
     return NULL;
 }
 

@@ -158,27 +158,36 @@ done:
     return result;
 }
 
+/* Waits for the session's lock with the GIL released (a run may hold it for seconds). */
+static void lock_session(SessionObject *self) {
+    Py_BEGIN_ALLOW_THREADS PyThread_acquire_lock(self->lock, WAIT_LOCK);
+    Py_END_ALLOW_THREADS
+}
+
+/* The steps of the last plan run, read under the lock: a run in another thread may evict that plan. */
 static PyObject *Session_steps(SessionObject *self, PyObject *noargs) {
     (void)noargs;
-    msv_session_stats stats;
-    msv_session_get_stats(self->session, &stats);
     PyObject *out = PyList_New(0);
     char buf[160];
+    lock_session(self);
     for (int i = 0; out && msv_session_describe_step(self->session, i, buf, sizeof buf); i++) {
         PyObject *s = PyUnicode_FromString(buf);
         if (!s || PyList_Append(out, s) < 0) {
             Py_XDECREF(s);
-            Py_DECREF(out);
-            return NULL;
+            Py_CLEAR(out);
+            break;
         }
         Py_DECREF(s);
     }
+    PyThread_release_lock(self->lock);
     return out;
 }
 
 static PyObject *session_stat(SessionObject *self, int which) {
     msv_session_stats s;
+    lock_session(self);
     msv_session_get_stats(self->session, &s);
+    PyThread_release_lock(self->lock);
     return PyLong_FromLongLong(which == 0 ? s.primitives_created : which == 1 ? s.arena_bytes : s.plans);
 }
 static PyObject *Session_get_primitive_count(SessionObject *self, void *c) {

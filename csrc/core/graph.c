@@ -92,6 +92,7 @@ int msv_input(msv_graph *g, msv_shape shape) {
 
 int msv_const(msv_graph *g, msv_shape shape, const float *data) {
     if (failed(g)) return -1;
+    if (g->finalized) return fail(g, MSV_ERR_INVALID_ARGUMENT, "const", "graph already finalized");
     if (!data || !valid_shape(shape, 0) || msv_numel(shape) > MSV_MAX_ELEMENTS)
         return fail(g, MSV_ERR_INVALID_ARGUMENT, "const",
                     "a constant needs data and 1 to 5 positive dimensions, at most 2**32 values");
@@ -132,6 +133,8 @@ static msv_status check_result(msv_shape s, msv_error *err) {
 
 int msv_add_op(msv_graph *g, msv_op_kind kind, const int *inputs, int n_inputs, const void *params) {
     if (failed(g)) return -1;
+    /* before anything grows: plans of running sessions point into g->nodes */
+    if (g->finalized) return fail(g, MSV_ERR_INVALID_ARGUMENT, NULL, "graph already finalized");
     if ((int)kind < 0 || kind >= MSV_OP_COUNT) return fail(g, MSV_ERR_INVALID_ARGUMENT, NULL, "unknown op kind");
     const msv_op_info *op = &msv_ops[kind];
     const msv_signature *sig = op->signature;

@@ -9,10 +9,13 @@ typedef struct scored {
     int64_t index;
 } scored;
 
-/* Decreasing score; equal scores keep index order, so the result does not depend on the sort algorithm. */
+/* Decreasing score; equal scores keep index order, so the result does not depend on the sort algorithm. NaN ranks
+ * above every number, as in torch.sort, which keeps the order total (qsort needs one). */
 static int by_score_desc(const void *a, const void *b) {
     const scored *x = a, *y = b;
-    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    const int x_nan = isnan(x->score), y_nan = isnan(y->score);
+    if (x_nan != y_nan) return x_nan ? -1 : 1;
+    if (!x_nan && x->score != y->score) return x->score < y->score ? 1 : -1;
     return x->index < y->index ? -1 : x->index > y->index;
 }
 

@@ -247,6 +247,22 @@ static double area_scale(int64_t in, int64_t out, int align_corners, double give
     return given > 0 ? 1.0 / given : (double)in / (double)out;
 }
 
+/* Linear interpolation's first source index and the weight of the next, as PyTorch: an axis of unchanged size is
+ * copied; otherwise the index is clamped to the input (float rounding can put the last one at `in` on inputs
+ * above 2^24) and the weight to [0, 1]. */
+static inline void linear_source(int64_t out_i, int64_t in, int64_t out, float ratio, int align, int64_t *i0,
+                                 float *lambda) {
+    if (in == out) {
+        *i0 = out_i;
+        *lambda = 0.f;
+        return;
+    }
+    float src = align ? ratio * (float)out_i : ratio * ((float)out_i + 0.5f) - 0.5f;
+    if (src < 0) src = 0;
+    *i0 = (int64_t)src < in - 1 ? (int64_t)src : in - 1;
+    *lambda = fminf(src - (float)*i0, 1.f);
+}
+
 void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double scale_h, double scale_w) {
     const int align = mode == 2;
     const float rh = (float)area_scale(x->h, y->h, align, scale_h);
@@ -260,27 +276,27 @@ void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double sc
                         AT(y, n, c, h, w) = 0.f;
                     continue;
                 }
-                if (mode == 0) {
-                    int64_t ih = (int64_t)floorf((float)h * rh);
+                if (mode == 0) { /* PyTorch's nearest: floor(i * ratio), clamped; an unchanged axis is copied */
+                    int64_t ih = y->h == x->h ? h : (int64_t)floorf((float)h * rh);
                     if (ih > x->h - 1) ih = x->h - 1;
                     for (int64_t w = 0; w < y->w; w++) {
-                        int64_t iw = (int64_t)floorf((float)w * rw);
+                        int64_t iw = y->w == x->w ? w : (int64_t)floorf((float)w * rw);
                         if (iw > x->w - 1) iw = x->w - 1;
                         AT(y, n, c, h, w) = AT(x, n, c, ih, iw);
                     }
                     continue;
                 }
-                float sy = align ? rh * (float)h : rh * ((float)h + 0.5f) - 0.5f;
-                if (sy < 0) sy = 0;
-                int64_t y0 = (int64_t)sy;
-                int64_t y1 = y0 + (y0 < x->h - 1 ? 1 : 0);
-                float ly = sy - (float)y0, hy = 1.f - ly;
+                int64_t y0;
+                float ly;
+                linear_source(h, x->h, y->h, rh, align, &y0, &ly);
+                const int64_t y1 = y0 + (y0 < x->h - 1 ? 1 : 0);
+                const float hy = 1.f - ly;
                 for (int64_t w = 0; w < y->w; w++) {
-                    float sx = align ? rw * (float)w : rw * ((float)w + 0.5f) - 0.5f;
-                    if (sx < 0) sx = 0;
-                    int64_t x0 = (int64_t)sx;
-                    int64_t x1 = x0 + (x0 < x->w - 1 ? 1 : 0);
-                    float lx = sx - (float)x0, hx = 1.f - lx;
+                    int64_t x0;
+                    float lx;
+                    linear_source(w, x->w, y->w, rw, align, &x0, &lx);
+                    const int64_t x1 = x0 + (x0 < x->w - 1 ? 1 : 0);
+                    const float hx = 1.f - lx;
                     AT(y, n, c, h, w) = hy * (hx * AT(x, n, c, y0, x0) + lx * AT(x, n, c, y0, x1)) +
                                         ly * (hx * AT(x, n, c, y1, x0) + lx * AT(x, n, c, y1, x1));
                 }
@@ -289,7 +305,8 @@ void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double sc
 
 /* NHWC GroupNorm: three passes over memory (group sums, squared deviations, normalise), each parallel over rows;
  * per-pixel partial sums in float, accumulated per group in double. */
-#define GN_MAX_STATS 4096
+#define GN_MAX_STATS 4096 /* images x groups */
+#define GN_MAX_COEFS 8192 /* images x channels: per-channel scale and shift on the stack */
 MSV_MULTIVERSION
 static void group_norm_nhwc(const msv_view *x, const msv_view *y, int64_t groups, const float *scale,
                             const float *shift, float eps) {
@@ -332,8 +349,7 @@ static void group_norm_nhwc(const msv_view *x, const msv_view *y, int64_t groups
             for (int64_t i = 0; i < N * groups; i++)
                 mean[i] /= (double)count;
     }
-    float *ab = malloc(sizeof(float) * 2 * (size_t)(N * C));
-    if (!ab) return; /* the caller checks the tensor sizes up front; this allocation is tiny */
+    float ab[2 * GN_MAX_COEFS];
     for (int64_t n = 0; n < N; n++)
         for (int64_t c = 0; c < C; c++) {
             const int64_t g = c / cg;
@@ -353,12 +369,12 @@ static void group_norm_nhwc(const msv_view *x, const msv_view *y, int64_t groups
                 for (int64_t c = 0; c < C; c++)
                     q[c] = p[c] * coef[2 * c] + coef[2 * c + 1];
             }
-    free(ab);
 }
 
 void msv_kernel_group_norm(const msv_view *x, const msv_view *y, int64_t groups, const float *scale, const float *shift,
                            float eps) {
-    if (x->block == 1 && y->block == 1 && x->scb == 1 && y->scb == 1 && x->n * groups <= GN_MAX_STATS) {
+    if (x->block == 1 && y->block == 1 && x->scb == 1 && y->scb == 1 && x->n * groups <= GN_MAX_STATS &&
+        x->n * x->c <= GN_MAX_COEFS) {
         group_norm_nhwc(x, y, groups, scale, shift, eps);
         return;
     }

@@ -498,8 +498,26 @@ def brief(x: object) -> str:
         return f"<int of {x.bit_length()} bits>" if isinstance(x, int) else f"<{type(x).__name__}>"
 
 
+class _BriefRepr(reprlib.Repr):
+    """reprlib's bounded containers for every container a pickle builds, subclasses (``_PickledOrderedDict``)
+    included: reprlib hands a type it has no rule for to the full built-in repr, which walks shared sub-lists
+    once per path. Scalars print as usual; other objects as their own (bounded) repr or type name."""
+
+    def repr_instance(self, x: object, level: int) -> str:
+        for kind, rule in ((dict, self.repr_dict), (list, self.repr_list), (tuple, self.repr_tuple)):
+            if isinstance(x, kind):
+                return rule(x, level)
+        if x is None or isinstance(x, (bool, float, complex, _SafeCallable, _TypeToken)):
+            return super().repr_instance(x, level)
+        if isinstance(x, (bytes, bytearray)):
+            return super().repr_instance(bytes(x[: self.maxstring]), level) + (
+                "..." if len(x) > self.maxstring else ""
+            )
+        return f"<{type(x).__name__}>"
+
+
 def _brief_repr() -> reprlib.Repr:
-    r = reprlib.Repr()
+    r = _BriefRepr()
     r.maxlevel, r.maxtuple, r.maxlist, r.maxdict, r.maxset, r.maxfrozenset = 3, 6, 6, 4, 6, 6
     r.maxstring, r.maxother, r.maxlong = 60, 60, 40
     return r
@@ -581,8 +599,8 @@ class _Machine:
         raw = arg.encode("latin-1")  # pickletools hands them out latin-1 decoded
         return raw if self.encoding == "bytes" else raw.decode(self.encoding)
 
-    def run(self, stream: io.BytesIO) -> int:
-        self.size = len(stream.getbuffer())
+    def run(self, stream: io.BytesIO, size: int) -> int:
+        self.size = size  # (not len(stream.getbuffer()): that copies the whole file)
         for op, arg, pos in pickletools.genops(stream):
             name = op.name
             if name in _PUSH_ARG:
@@ -753,7 +771,7 @@ def restricted_load(
     stream.seek(start)
     machine = _Machine(path, allowed, persistent, encoding)
     try:
-        end = machine.run(stream)
+        end = machine.run(stream, len(data))
     except CheckpointError as exc:
         if path in str(exc):
             raise
@@ -835,7 +853,6 @@ class _Resolver:
         self.path = path
         self.budget = budget
         self.memo: dict[int, object] = {}
-        self.size = 0  # bytes of the pickle (set by run)
         self.active: set[int] = set()
 
     def __call__(self, obj: object, depth: int = 0) -> object:

@@ -4,7 +4,7 @@
 input                         result
 ============================  ===================================================================
 ``str`` / ``os.PathLike``     PIL open -> ``ImageOps.exif_transpose`` -> ``convert('RGB')``
-``str`` http(s) URL           downloaded (30 s timeout, 64 MiB cap), then as a file
+``str`` http(s) URL           downloaded (30 s overall, 64 MiB cap), then as a file
 ``PIL.Image.Image``           ``convert('RGB')`` (no EXIF transpose)
 ``np.ndarray`` HxWx3          **BGR** (OpenCV order) -> RGB
 ``np.ndarray`` HxW or HxWx1   gray -> 3 equal channels
@@ -32,7 +32,6 @@ import socket
 import threading
 import urllib.error
 import urllib.request
-import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -91,49 +90,46 @@ def _is_url(s: str) -> bool:
 
 
 class _Deadline:
-    """Closes every connection a download opened once ``seconds`` have passed, so that a server that trickles
-    bytes (each one arriving before the per-read timeout) cannot keep the caller waiting: a blocked read then
-    returns at once. Used as a context manager around one download."""
+    """The connections of one download, cut at once when its time is up: a blocked read or handshake on them then
+    returns, so the worker thread of a download ends soon after its caller has stopped waiting."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self) -> None:
         self.expired = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
 
-    def __enter__(self) -> _Deadline:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._timer.cancel()
-
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with self._lock:
             self.expired = True
-            for sock in self._sockets:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
 
     def watch(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.append(sock)
-            if self.expired:
-                self._expire()
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
 
     def connection_class(self, base: type) -> type:
         deadline = self
 
         class _Watched(base):
             def connect(self):
+                if deadline.expired:
+                    raise TimeoutError("the download's time is up")
                 super().connect()
-                deadline.watch(self.sock)
+                deadline.watch(self.sock)  # for https: the TLS socket (the handshake ran within the timeout)
 
         return _Watched
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
@@ -156,46 +152,79 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         )
 
 
-def _download(url: str) -> bytes:
-    """Fetch ``url`` with urllib: all of it within DOWNLOAD_TIMEOUT_S seconds (connection, headers, redirects
-    and body together), at most MAX_DOWNLOAD_BYTES."""
+class _HTTPOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) only (urllib's default also follows them to ftp://)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if not _is_url(newurl):
+            raise urllib.error.HTTPError(
+                newurl, code, f"redirect to a non-http(s) URL: {newurl}", headers, fp
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _fetch(url: str, deadline: _Deadline) -> bytes:
     cap = MAX_DOWNLOAD_BYTES
     req = urllib.request.Request(url, headers={"User-Agent": "msvision"})
-    with _Deadline(DOWNLOAD_TIMEOUT_S) as deadline:
-        opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline))
+    opener = urllib.request.build_opener(
+        _HTTPHandler(deadline), _HTTPSHandler(deadline), _HTTPOnlyRedirects()
+    )
+    with opener.open(req, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+        length = resp.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            raise InvalidInputError(
+                f"image at {url} is {int(length)} bytes, more than the download limit of {cap} bytes"
+            )
+        chunks = []
+        total = 0
+        while True:
+            chunk = resp.read1(min(1 << 20, cap + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                raise InvalidInputError(f"image at {url} is more than the download limit of {cap} bytes")
+        if deadline.expired:  # the connection was cut: what arrived is incomplete
+            raise TimeoutError("the connection was closed at the deadline")
+        return b"".join(chunks)
+
+
+def _download(url: str) -> bytes:
+    """Fetch ``url`` with urllib: all of it within DOWNLOAD_TIMEOUT_S seconds (name lookup, connection, TLS
+    handshake, headers, redirects and body together), at most MAX_DOWNLOAD_BYTES. The fetch runs in a daemon
+    thread: the caller stops waiting at the deadline whatever the fetch is blocked in (a name lookup cannot be
+    interrupted), and the connections it opened are cut then."""
+    deadline = _Deadline()
+    outcome: dict = {}
+
+    def work():
         try:
-            with opener.open(req, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-                length = resp.headers.get("Content-Length")
-                if length is not None and length.isdigit() and int(length) > cap:
-                    raise InvalidInputError(
-                        f"image at {url} is {int(length)} bytes, more than the download limit of {cap} bytes"
-                    )
-                chunks = []
-                total = 0
-                while True:
-                    chunk = resp.read1(min(1 << 20, cap + 1 - total))
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > cap:
-                        raise InvalidInputError(
-                            f"image at {url} is more than the download limit of {cap} bytes"
-                        )
-                if deadline.expired:  # the connection was cut: what arrived is incomplete
-                    raise TimeoutError("the connection was closed at the deadline")
-                return b"".join(chunks)
-        except InvalidInputError:
-            raise
-        except urllib.error.HTTPError as e:
-            raise InvalidInputError(f"could not download image {url}: HTTP {e.code} {e.reason}") from e
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:  # includes timeouts
-            if deadline.expired:
-                raise InvalidInputError(
-                    f"could not download image {url}: it did not arrive within {DOWNLOAD_TIMEOUT_S} s"
-                ) from None
-            reason = getattr(e, "reason", e)
-            raise InvalidInputError(f"could not download image {url}: {reason}") from e
+            outcome["data"] = _fetch(url, deadline)
+        except BaseException as e:  # handed to the caller below
+            outcome["error"] = e
+
+    worker = threading.Thread(target=work, name="msvision-download", daemon=True)
+    worker.start()
+    worker.join(DOWNLOAD_TIMEOUT_S)
+    if worker.is_alive():
+        deadline.expire()
+        raise InvalidInputError(
+            f"could not download image {url}: it did not arrive within {DOWNLOAD_TIMEOUT_S} s"
+        )
+    error = outcome.get("error")
+    if error is None:
+        return outcome["data"]
+    if isinstance(error, InvalidInputError):
+        raise error
+    if isinstance(error, urllib.error.HTTPError):
+        raise InvalidInputError(
+            f"could not download image {url}: HTTP {error.code} {error.reason}"
+        ) from error
+    if isinstance(error, (urllib.error.URLError, OSError, http.client.HTTPException)):  # includes timeouts
+        reason = getattr(error, "reason", error)
+        raise InvalidInputError(f"could not download image {url}: {reason}") from error
+    raise error
 
 
 def _bomb_error(label: str, detail: str) -> InvalidInputError:
@@ -209,10 +238,10 @@ def _bomb_error(label: str, detail: str) -> InvalidInputError:
 def _decode(fp, label: str) -> Image.Image:
     """Decode an open binary file like ModelScope's LoadImage: open, exif_transpose, convert('RGB')."""
     try:
-        with warnings.catch_warnings():  # msvision's own pixel limit (below) decides, with a clearer message
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(fp)
-    except Image.DecompressionBombError as e:
+        # (no warnings.catch_warnings() around this: it swaps process-wide state, unsafe with pipelines called
+        # from several threads; PIL's DecompressionBombWarning may show, then the pixel limit below decides)
+        img = Image.open(fp)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # the warning under -W error
         raise _bomb_error(label, str(e)) from None
     except MemoryError:
         raise

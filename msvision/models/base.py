@@ -12,9 +12,10 @@ import threading
 
 import numpy as np
 
-from ..checkpoint import load_npy, load_torch, state_dict_from
+from ..checkpoint import CheckpointError, load_npy, load_torch, state_dict_from
 from ..errors import GraphError, InvalidModelError, ModelNotFoundError
 from ..graph import Builder, Graph, Session, Weights
+from ..runtime import available_cpus
 
 
 def weight_file(model_dir: str, *parts: str) -> str:
@@ -26,7 +27,14 @@ def weight_file(model_dir: str, *parts: str) -> str:
 
 def torch_state_dict(path: str, param_key: str | None) -> dict[str, np.ndarray]:
     """A torch checkpoint's state dict, selected as ModelScope's loaders do (see ``state_dict_from``)."""
-    return state_dict_from(load_torch(path), param_key=param_key)
+    try:
+        checkpoint = load_torch(path)
+    except OSError as e:
+        raise InvalidModelError(f"cannot read {path}: {e}") from e
+    try:
+        return state_dict_from(checkpoint, param_key=param_key)
+    except CheckpointError as e:  # names the problem; the file is named here
+        raise type(e)(f"{path}: {e}") from None
 
 
 def npy_weights(path: str) -> dict[str, np.ndarray]:
@@ -51,7 +59,8 @@ class Model:
     and ``build(b: Builder) -> [output tensors]``.
 
     ``run(*inputs)`` may be called from several Python threads at once: each call takes an idle session (a new
-    one, sharing the packed weights, when all are busy), so calls run concurrently on ``threads`` threads each.
+    one, sharing the packed weights, when all are busy), so calls run concurrently on ``threads`` threads each,
+    up to one session per CPU (at least two); further callers wait for a session to come free.
     """
 
     network = "network"
@@ -81,7 +90,10 @@ class Model:
         )
         self._sessions = [Session(graph, **self._options)]
         self._idle = list(self._sessions)
-        self._lock = threading.Lock()
+        self._max_sessions = max(
+            2, available_cpus()
+        )  # more concurrent runs than CPUs only oversubscribe them
+        self._changed = threading.Condition()
 
     def read_weights(self, model_dir: str, config: dict) -> tuple[dict[str, np.ndarray], str]:
         raise NotImplementedError
@@ -90,7 +102,9 @@ class Model:
         raise NotImplementedError
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        with self._lock:
+        with self._changed:
+            while not self._idle and len(self._sessions) >= self._max_sessions:
+                self._changed.wait()
             if self._idle:
                 session = self._idle.pop()
             else:
@@ -99,8 +113,9 @@ class Model:
         try:
             return session.run(list(inputs))
         finally:
-            with self._lock:
+            with self._changed:
                 self._idle.append(session)
+                self._changed.notify()
 
     @property
     def primitive_count(self) -> int:

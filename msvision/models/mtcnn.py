@@ -102,11 +102,23 @@ def _cut_patches(boxes: np.ndarray, image: Image.Image, size: int) -> np.ndarray
     return _normalise(patches)
 
 
-def _drop_empty(boxes: np.ndarray) -> np.ndarray:
-    """Drops boxes with no pixel or non-finite corners, on which the reference would crash: they are never faces
-    (real weights do not produce them; garbage weights might)."""
+#: A box whose side exceeds this many times the image's longer side is no face of any network worth the name;
+#: cutting it out would cost (side^2 x 3) bytes.
+MAX_BOX_SIDE_PER_IMAGE_SIDE = 2.0
+
+
+def _drop_unusable(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Drops boxes with no pixel, non-finite corners, or a side above MAX_BOX_SIDE_PER_IMAGE_SIDE times the
+    image's longer side. Real weights never produce them; on the first two the reference would crash, on the
+    last it would allocate the whole box (gigabytes, from weights made to do so)."""
+    limit = MAX_BOX_SIDE_PER_IMAGE_SIDE * max(width, height)
     ok = np.all(np.isfinite(boxes[:, :4]), axis=1)
-    ok &= (boxes[:, 2] - boxes[:, 0] + 1.0 >= 1.0) & (boxes[:, 3] - boxes[:, 1] + 1.0 >= 1.0)
+    with np.errstate(invalid="ignore"):
+        w = boxes[:, 2] - boxes[:, 0] + 1.0
+        h = boxes[:, 3] - boxes[:, 1] + 1.0
+        ok &= (w >= 1.0) & (h >= 1.0) & (w <= limit) & (h <= limit)
+        # corners near the image, so their int32 casts stay exact
+        ok &= np.all(np.abs(boxes[:, :4]) <= limit + max(width, height), axis=1)
     return boxes if ok.all() else boxes[ok]
 
 
@@ -291,7 +303,7 @@ class MtcnnDetector:
         boxes[:, 0:4] = np.round(boxes[:, 0:4])
 
         # stage 2: R-Net on 24x24 patches
-        boxes = _drop_empty(boxes)
+        boxes = _drop_unusable(boxes, width, height)
         if len(boxes) == 0:
             return empty
         patches = _cut_patches(boxes, image, 24)
@@ -305,7 +317,7 @@ class MtcnnDetector:
         boxes[:, 0:4] = np.round(boxes[:, 0:4])
 
         # stage 3: O-Net on 48x48 patches
-        boxes = _drop_empty(boxes)
+        boxes = _drop_unusable(boxes, width, height)
         if len(boxes) == 0:
             return empty
         patches = _cut_patches(boxes, image, 48)

@@ -20,7 +20,6 @@ import numpy as np
 
 from .._native import _C
 from ..checkpoint import CheckpointError
-from ..errors import InvalidModelError
 from ..graph import Builder
 from ..utils.constant import ModelFile
 from .base import Model, torch_state_dict, weight_file
@@ -114,10 +113,8 @@ class UlfdDetector(Model):
         path = weight_file(model_dir, ModelFile.TORCH_MODEL_FILE)
         try:  # SSD.load passes the file straight to load_state_dict: a plain state dict
             return torch_state_dict(path, param_key=None), path
-        except CheckpointError as e:
-            raise InvalidModelError(
-                f"{path}: {e} (ULFD expects a plain state dict of the network's weights)"
-            ) from e
+        except CheckpointError as e:  # the same type (UnsafeCheckpointError stays one), with a hint
+            raise type(e)(f"{e} (ULFD expects a plain state dict of the network's weights)") from e
 
     def build(self, b: Builder):
         bc = BASE_CHANNEL

@@ -100,6 +100,21 @@ def test_a_shared_sub_structure_resolves_in_linear_time(tmp_path):
     assert node == (0,)
 
 
+def test_error_messages_about_a_shared_structure_are_short_and_fast(tmp_path):
+    """An OrderedDict holding the tuple DAG, then called (REDUCE with it as the function): the message that
+    names it must not expand the DAG (reprlib has no rule for the unpickler's OrderedDict type and would fall
+    back to the full repr: 2**40 nodes)."""
+    dag = _tuple_dag(as_key=False)  # PROTO, EMPTY_DICT (memo 0), the DAG (memos 1..41), 'k', t, SETITEM, STOP
+    body = dag[len(b"\x80\x02}q\x00") : -1]  # the DAG and its SETITEM onto the dict below it
+    pkl = b"\x80\x02ccollections\nOrderedDict\n)Rq\x00" + body + b")R."  # OrderedDict(), fill it, call it
+    path = write_zip(tmp_path / "called_dict.pt", pkl)
+    start = time.perf_counter()
+    with pytest.raises(InvalidModelError, match="not callable") as info:
+        load_torch(path)
+    assert time.perf_counter() - start < FAST_S
+    assert len(str(info.value)) < 600
+
+
 def _deflated_zeros_checkpoint(path: Path, n_storages: int, storage_bytes: int, offset: int = 0) -> Path:
     """A torch zip whose 1-element tensors sit on storages of ``storage_bytes`` zeros, each deflated ~1000x."""
     numel = storage_bytes // 4

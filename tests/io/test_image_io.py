@@ -488,6 +488,56 @@ def test_url_that_trickles_is_cut_at_the_overall_deadline(monkeypatch, slow_part
     assert time.perf_counter() - start < 3
 
 
+def test_url_whose_connection_outlasts_the_deadline(monkeypatch):
+    """A connection that only opens after the deadline (slow name lookup or connect): the caller stops waiting at
+    the deadline all the same (was: a deadlock in the deadline's lock, waiting for ever)."""
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(msimage, "DOWNLOAD_TIMEOUT_S", 1)
+    real_create = socket.create_connection
+
+    def slow_create(*args, **kwargs):
+        time.sleep(1.5)
+        return real_create(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", slow_create)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    start = time.perf_counter()
+    try:
+        with pytest.raises(InvalidInputError, match="did not arrive within 1 s"):
+            load_image(f"http://127.0.0.1:{listener.getsockname()[1]}/late.png")
+        assert time.perf_counter() - start < 1.4
+    finally:
+        listener.close()
+
+
+class _RedirectToFtp(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(302)
+        self.send_header("Location", "ftp://127.0.0.1:9/a.png")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_url_redirect_to_another_scheme_is_refused(monkeypatch):
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "ftp_proxy", "FTP_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RedirectToFtp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(InvalidInputError, match="non-http"):
+            load_image(f"http://127.0.0.1:{server.server_address[1]}/x.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 def _png_header_only(width: int, height: int, mode_byte: int = 0) -> bytes:
     """A PNG whose header claims width x height (gray) and whose data is missing: enough for PIL's open."""
 

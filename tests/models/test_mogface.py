@@ -218,7 +218,7 @@ ONE_GRAPH_SIZES = [(64, 66), (66, 64), (59, 42), (54, 37), (49, 59), (47, 54), (
 
 
 @pytest.mark.parametrize("size", ONE_GRAPH_SIZES)
-def test_one_graph_serves_every_size(size, theirs, ours, monkeypatch, capfd):
+def test_one_graph_serves_every_size(size, theirs, ours):
     """ModelScope's FPN crops the x2-upsampled coarser map to the finer level's size (dropping a row / column
     where that size is odd); msvision's single graph does that per input (resize_like), so every parity pattern of
     the level sizes matches torch, with no rebuild."""
@@ -238,11 +238,9 @@ def test_one_graph_serves_every_size(size, theirs, ours, monkeypatch, capfd):
     finally:
         for h in hooks:
             h.remove()
-    monkeypatch.setenv("MSVISION_VERBOSE", "1")  # a new size: its plan lists the steps
-    capfd.readouterr()
     maps = [m.transpose(0, 3, 1, 2) for m in ours.model.run(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))]
-    if size in ONE_GRAPH_SIZES[:2]:
-        assert "winograd convolution" in capfd.readouterr().err
+    if size in ONE_GRAPH_SIZES[:2]:  # the plan of this size (the one run last) has Winograd steps
+        assert any("winograd convolution" in step for step in ours.model.steps())
     assert ours.model.graph is graph
     for level in range(6):
         conf_ref = 1.0 / (1.0 + np.exp(-seen["cls"][level].astype(np.float64)))

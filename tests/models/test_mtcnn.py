@@ -185,7 +185,22 @@ def test_nms_matches_reference_with_ties(mode):
 
 def test_degenerate_boxes_are_dropped():
     boxes = np.array([[0, 0, 9, 9, 1], [5, 5, 3, 9, 1], [np.nan, 0, 4, 4, 1], [2, 2, 2, 2, 1]], np.float64)
-    np.testing.assert_array_equal(mtcnn_model._drop_empty(boxes), boxes[[0, 3]])
+    np.testing.assert_array_equal(mtcnn_model._drop_unusable(boxes, 40, 30), boxes[[0, 3]])
+
+
+def test_boxes_far_larger_than_the_image_are_dropped():
+    """Weights made to blow boxes up (offsets of 1e4 or 3e9) must not make the cascade cut gigabyte patches or
+    overflow the int32 corners: such boxes go, boxes up to twice the image's longer side stay."""
+    boxes = np.array(
+        [
+            [-20, -10, 59, 69, 1],  # 80 x 80 on a 40 x 30 image: twice the longer side, kept
+            [-20, -10, 60, 69, 1],  # 81 wide: dropped
+            [-20000, -20000, 20000, 20000, 1],
+            [3e9, 3e9, 3e9 + 10, 3e9 + 10, 1],  # small, but nowhere near the image
+        ],
+        np.float64,
+    )
+    np.testing.assert_array_equal(mtcnn_model._drop_unusable(boxes, 40, 30), boxes[[0]])
 
 
 # ---- bad inputs and bad model files ----------------------------------------------------------------------------

@@ -85,6 +85,14 @@ def test_nms_edges():
         _C.nms(np.zeros((1, 4), np.float32), np.zeros(1, np.float32), 0.5, mode="soft")
 
 
+def test_nms_with_nan_scores():
+    """NaN scores rank first (as torch.sort puts them), so the sort's order is total and the result defined."""
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 11]] * 50, np.float32)
+    scores = np.tile(np.array([0.5, np.nan, 0.9, 0.7], np.float32), 50)
+    keep = _C.nms(boxes, scores, 0.5)
+    assert keep.tolist() == [1, 2]  # NaN first (lowest index), then 0.9; the rest overlap one of them
+
+
 def test_decode_center_size():
     rng = np.random.default_rng(2)
     loc = rng.standard_normal((50, 4)).astype(np.float32)

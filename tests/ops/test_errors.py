@@ -358,6 +358,26 @@ def test_error_graph_lifecycle():
         _C.Graph().const(np.float32(1.0))  # 0-D
 
 
+def test_a_finalized_graph_does_not_move_under_its_sessions():
+    """Exactly 256 nodes (the node array's first capacity), finalized and planned: adding a node afterwards is
+    refused before the array grows, so the session's plan (which points into it) keeps running correctly."""
+    g = _C.Graph()
+    x = i = g.input(channels=3)
+    for _ in range(256):
+        x = g.eltwise(x, act="linear", alpha=1.0, beta=0.5)
+    g.output(x)
+    g.finalize()
+    s = _C.Session(g, threads=1)
+    a = rand(1, 3, 4, 4)
+    first = s.run([a])[0]
+    np.testing.assert_allclose(first, a + 128.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="already finalized"):
+        g.eltwise(i, act="relu")
+    with pytest.raises(ValueError, match="already finalized"):
+        g.const(np.ones(3, np.float32))
+    np.testing.assert_array_equal(s.run([a])[0], first)
+
+
 def test_error_output_after_finalize_never_crashes():
     """output() after finalize() of a tensor that fusion removed: any Python error is fine, a crash is not."""
     g = _C.Graph()

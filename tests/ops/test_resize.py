@@ -4,6 +4,7 @@ Tolerances and helpers: tests/support/ops.py."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,17 @@ def test_resize(mode, case):
         exact(out, ref, f"resize {mode} {case}")
     else:
         close(out, ref, 1e-5, 1e-5, f"resize {mode} {case}")
+
+
+@pytest.mark.parametrize("mode", list(RESIZE_MODES))
+def test_resize_of_a_very_tall_image(mode):
+    """2**24 + 4 rows, scale 1 along them: in float the last rows' source index rounds to the row count itself.
+    PyTorch copies an axis of unchanged size; the kernel must too, and never read past the input (was: the last
+    row read one row beyond the buffer, and half the rows above 2**23 were interpolated)."""
+    h = 2**24 + 4
+    x = np.arange(h, dtype=np.float32).reshape(1, 1, h, 1)
+    (out,) = run_graph(_resize_build(mode, None, (1.0, 2.0)), [x])
+    exact(out, _resize_ref(mode, t32(x), None, (1.0, 2.0)), f"resize {mode} of {h} rows")
 
 
 @pytest.mark.parametrize("mode", list(RESIZE_MODES))

@@ -14,6 +14,7 @@ from support.model_dirs import SMALL, make_nafnet_dir
 
 from msvision import _C, pipeline
 from msvision.errors import MemoryLimitError
+from msvision.runtime import available_cpus
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +125,29 @@ def test_two_threads_run_one_pipeline_concurrently(small_dir):
     assert all(np.array_equal(r, e) for r, e in zip(results, expected))
     assert len(p.model._sessions) == 2
     assert min(parallel) < 0.75 * min(sequential), (parallel, sequential)
+
+
+def test_many_concurrent_callers_share_a_bounded_pool_of_sessions(small_dir):
+    """Twelve threads calling one pipeline at once: at most one session per CPU (at least two) is ever made, the
+    others wait for one to come free, and every caller gets the sequential result."""
+    p = pipeline("image-denoising", model=small_dir, threads=1)
+    rng = np.random.default_rng(6)
+    images = [rng.integers(0, 256, (96, 96, 3), dtype=np.uint8) for _ in range(12)]
+    expected = [p(img)["output_img"] for img in images]
+    results = [None] * len(images)
+    start = threading.Barrier(len(images))
+
+    def work(i):
+        start.wait()
+        results[i] = p(images[i])["output_img"]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(np.array_equal(r, e) for r, e in zip(results, expected))
+    assert 1 <= len(p.model._sessions) <= max(2, available_cpus())
 
 
 def test_sessions_of_one_graph_share_packed_weights():
