@@ -67,6 +67,29 @@ def use_repo_msvision() -> None:
         sys.path.insert(0, REPO_ROOT)
 
 
+def load_modelscope_pipeline(task: str, model_dir: str, threads: int):
+    """ModelScope's own ``pipeline(task, model=model_dir)`` on torch with ``threads`` threads; returns the pipeline
+    and the seconds its imports and loading took."""
+    use_torchvision_stub()
+    t0 = time.perf_counter()
+    import torch
+
+    torch.set_num_threads(threads)
+    from modelscope.pipelines import pipeline
+
+    return pipeline(task, model=model_dir), time.perf_counter() - t0
+
+
+def load_msvision_pipeline(task: str, model_dir: str, threads: int):
+    """This checkout's ``msvision.pipeline(task, model=model_dir, threads=threads)``; returns the pipeline and the
+    seconds its import and loading took."""
+    use_repo_msvision()
+    t0 = time.perf_counter()
+    import msvision
+
+    return msvision.pipeline(task, model=model_dir, threads=threads), time.perf_counter() - t0
+
+
 def thread_env(threads: int) -> dict:
     """Environment sizing the OpenMP / MKL pools of every engine like the engines' own thread settings."""
     names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MSVISION_NUM_THREADS")

@@ -26,19 +26,8 @@ PHOTOS = ["office1.jpg", "ulfd_11.jpg"]
 
 
 def run_engine(engine: str, model_dir: str, photo: str, threads: int, repeats: int) -> dict:
-    if engine == "modelscope":
-        common.use_torchvision_stub()
-        import torch
-
-        torch.set_num_threads(threads)
-        from modelscope.pipelines import pipeline
-
-        pipe = pipeline("face-detection", model=model_dir)
-    else:
-        common.use_repo_msvision()
-        import msvision
-
-        pipe = msvision.pipeline("face-detection", model=model_dir, threads=threads)
+    load = common.load_modelscope_pipeline if engine == "modelscope" else common.load_msvision_pipeline
+    pipe, _ = load("face-detection", model_dir, threads)
     result = {}
 
     def call():

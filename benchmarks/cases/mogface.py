@@ -88,15 +88,9 @@ def _save_detections(path: str, result: dict) -> None:
 
 
 def engine_modelscope(a) -> dict:
-    common.use_torchvision_stub()
-    t0 = time.perf_counter()
+    pipe, load_s = common.load_modelscope_pipeline(TASK, a.model_dir, a.threads)
     import torch
 
-    torch.set_num_threads(a.threads)
-    from modelscope.pipelines import pipeline
-
-    pipe = pipeline(TASK, model=a.model_dir)
-    load_s = time.perf_counter() - t0
     rss_loaded = common.current_rss_mib()
     acc, out = [0.0], {}
     pipe.detector.net.forward = common.timed(pipe.detector.net.forward, acc)
@@ -117,12 +111,9 @@ def engine_modelscope(a) -> dict:
 
 
 def engine_msvision(a) -> dict:
-    common.use_repo_msvision()
-    t0 = time.perf_counter()
+    pipe, load_s = common.load_msvision_pipeline(TASK, a.model_dir, a.threads)
     import msvision
 
-    pipe = msvision.pipeline(TASK, model=a.model_dir, threads=a.threads)
-    load_s = time.perf_counter() - t0
     rss_loaded = common.current_rss_mib()
     model = pipe.model
     acc, out = [0.0], {}

@@ -76,12 +76,9 @@ def _read_rgb(path: str) -> np.ndarray:
 
 
 def engine_msvision(a) -> dict:
-    common.use_repo_msvision()
-    t0 = time.perf_counter()
+    p, load_s = common.load_msvision_pipeline(TASK, a.model_dir, a.threads)
     import msvision
 
-    p = msvision.pipeline(TASK, model=a.model_dir, threads=a.threads)
-    load_s = time.perf_counter() - t0
     rss_loaded = common.current_rss_mib()
     # NAFNet.restore pads each tile and calls self.run(x): time exactly that call
     acc, out = [0.0], {}
@@ -104,15 +101,9 @@ def engine_msvision(a) -> dict:
 
 
 def engine_modelscope(a) -> dict:
-    common.use_torchvision_stub()
-    t0 = time.perf_counter()
+    pipe, load_s = common.load_modelscope_pipeline(TASK, a.model_dir, a.threads)
     import torch
 
-    torch.set_num_threads(a.threads)
-    from modelscope.pipelines import pipeline
-
-    pipe = pipeline(TASK, model=a.model_dir)
-    load_s = time.perf_counter() - t0
     rss_loaded = common.current_rss_mib()
     # ModelScope's crop_process calls model._inference_forward (NAFNet + clamp) once per tile
     acc, out = [0.0], {}
