@@ -1,13 +1,24 @@
-/* eltwise.c - planners of eltwise and prelu: oneDNN primitives on the producer's layout (prelu on the C kernel
- * where oneDNN would run its reference implementation). */
+/* eltwise.c - planners of eltwise and prelu: oneDNN primitives on the producer's layout, the C post-op kernel
+ * where oneDNN would run its reference implementation (prelu on small channel counts; an activation that does not
+ * map 0 to 0, such as sigmoid, on a blocked layout whose channels are padded). */
 #include <stdlib.h>
 
 #include "../planner.h"
 
-static msv_status run_prelu(const msv_step *s, msv_exec *x) {
+static msv_status run_post_op(const msv_step *s, msv_exec *x) {
     const msv_view a = msv_exec_view(x, s, 0), y = msv_exec_view(x, s, 1);
     msv_kernel_post_ops(&a, &y, s->state, 1);
     return MSV_OK;
+}
+
+static msv_status plan_eltwise_kernel(msv_planner *pl, const msv_node *n) {
+    msv_kernel_post *op = calloc(1, sizeof(*op));
+    if (!op) return msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
+    op->kind = MSV_KPOST_ELTWISE;
+    op->act = n->p.eltwise.act;
+    op->alpha = n->p.eltwise.alpha;
+    op->beta = n->p.eltwise.beta;
+    return msv_pl_view_kernel(pl, n, run_post_op, "", op);
 }
 
 static msv_status plan_prelu_kernel(msv_planner *pl, const msv_node *n) {
@@ -22,7 +33,7 @@ static msv_status plan_prelu_kernel(msv_planner *pl, const msv_node *n) {
                              .block = 1,
                              .scb = 1};
     op->operand.c_padded = op->operand.c;
-    return msv_pl_view_kernel(pl, n, run_prelu, "", op);
+    return msv_pl_view_kernel(pl, n, run_post_op, "", op);
 }
 
 msv_status msv_plan_eltwise(msv_planner *pl, const msv_node *n) {
@@ -39,6 +50,10 @@ msv_status msv_plan_eltwise(msv_planner *pl, const msv_node *n) {
     dnnl_status_t s = dnnl_eltwise_forward_primitive_desc_create(&pd, pl->engine, dnnl_forward_inference, alg, md, md,
                                                                  alpha, beta, attr);
     dnnl_primitive_attr_destroy(attr);
+    if (s == dnnl_success && msv_is_ref(pd) && pl->shapes[n->in[0]].ndims == 4) {
+        dnnl_primitive_desc_destroy(pd);
+        return plan_eltwise_kernel(pl, n);
+    }
     msv_status st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
     if (st != MSV_OK) {
         dnnl_primitive_desc_destroy(pd);
