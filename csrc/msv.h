@@ -307,6 +307,19 @@ int64_t msv_nms(const float *boxes, const float *scores, int64_t n, float iou_th
 /* SSD center-size decoding: out = corners of (p.c + loc.c * v0 * p.wh, p.wh * exp(loc.wh * v1)), per box;
  * loc and priors are n x 4 (cx, cy, w, h), out n x 4 (x1, y1, x2, y2). */
 void msv_decode_center_size(const float *loc, const float *priors, int64_t n, float v0, float v1, float *out);
+/* Class-aware NMS as torchvision.ops.batched_nms on the CPU, to the bit: above 1000 boxes, torchvision's NMS per
+ * label and the kept indices sorted by decreasing score; otherwise every box shifted by label * (largest
+ * coordinate + 1) in float32 and one NMS. That NMS visits boxes by decreasing score (a stable sort: ties by
+ * index, NaN first), areas (x2 - x1) * (y2 - y1), and drops a box when inter / union > iou_threshold compared in
+ * double, as torchvision's kernel does. Writes the kept indices (at most n) to keep; returns their count, or -1
+ * when out of memory. */
+int64_t msv_batched_nms(const float *boxes, const float *scores, const int64_t *labels, int64_t n, double iou_threshold,
+                        int64_t *keep);
+/* Distribution-focal decoding (GFL heads, DAMO-YOLO's ZeroHead): reg is n x 4 x bins logits; per box side a
+ * softmax over its bins (max-subtracted), the expectation sum_i p_i * project[i], times the anchor's stride; then
+ * out = (x - l, y - t, x + r, y + b). priors are n x 3 (x, y, stride), out n x 4. */
+void msv_decode_distribution(const float *reg, const float *priors, int64_t n, int bins, const float *project,
+                             float *out);
 
 #ifdef __cplusplus
 }

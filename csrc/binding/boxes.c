@@ -1,4 +1,5 @@
-/* boxes.c - the box geometry bindings: nms and decode_center_size (work per box, in C: kernels/boxes.c). */
+/* boxes.c - the box geometry bindings: nms, batched_nms, decode_center_size, decode_distribution (work per box, in
+ * C: kernels/boxes.c). */
 #include "binding.h"
 
 static int lookup_mode(const char *name) {
@@ -75,7 +76,80 @@ static PyObject *py_decode_center_size(PyObject *mod, PyObject *args) {
     return result;
 }
 
+/* batched_nms(boxes (n, 4), scores (n,), labels (n,) int64, iou_threshold) -> indices, as torchvision's */
+static PyObject *py_batched_nms(PyObject *mod, PyObject *args, PyObject *kwds) {
+    (void)mod;
+    static char *kwlist[] = {"boxes", "scores", "labels", "iou_threshold", NULL};
+    PyObject *bo, *so, *lo;
+    double iou;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOd", kwlist, &bo, &so, &lo, &iou)) return NULL;
+    PyArrayObject *b = msv_as_f32(bo, "boxes"), *s = b ? msv_as_f32(so, "scores") : NULL;
+    PyArrayObject *l =
+        s ? (PyArrayObject *)PyArray_FROMANY(lo, NPY_INT64, 1, 1, NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST) : NULL;
+    PyObject *result = NULL;
+    int64_t *keep = NULL;
+    if (!b || !s || !l) goto done;
+    npy_intp n = PyArray_NDIM(s) == 1 ? PyArray_DIM(s, 0) : -1;
+    if (n < 0 || PyArray_NDIM(b) != 2 || PyArray_DIM(b, 0) != n || PyArray_DIM(b, 1) != 4 || PyArray_DIM(l, 0) != n) {
+        PyErr_SetString(PyExc_ValueError, "batched_nms needs boxes (n, 4), scores (n,) and labels (n,)");
+        goto done;
+    }
+    keep = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    if (!keep) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t kept;
+    Py_BEGIN_ALLOW_THREADS kept = msv_batched_nms((const float *)PyArray_DATA(b), (const float *)PyArray_DATA(s),
+                                                  (const int64_t *)PyArray_DATA(l), n, iou, keep);
+    Py_END_ALLOW_THREADS if (kept < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    npy_intp dims[1] = {(npy_intp)kept};
+    result = PyArray_SimpleNew(1, dims, NPY_INT64);
+    if (result) memcpy(PyArray_DATA((PyArrayObject *)result), keep, sizeof(int64_t) * (size_t)kept);
+done:
+    free(keep);
+    Py_XDECREF(b);
+    Py_XDECREF(s);
+    Py_XDECREF(l);
+    return result;
+}
+
+/* decode_distribution(reg (n, 4 * bins), priors (n, 3) x y stride, project (bins,)) -> boxes (n, 4) x1 y1 x2 y2 */
+static PyObject *py_decode_distribution(PyObject *mod, PyObject *args) {
+    (void)mod;
+    PyObject *ro, *po, *jo;
+    if (!PyArg_ParseTuple(args, "OOO", &ro, &po, &jo)) return NULL;
+    PyArrayObject *r = msv_as_f32(ro, "reg"), *p = r ? msv_as_f32(po, "priors") : NULL;
+    PyArrayObject *j = p ? msv_as_f32(jo, "project") : NULL;
+    PyObject *result = NULL;
+    if (!r || !p || !j) goto done;
+    const npy_intp bins = PyArray_NDIM(j) == 1 ? PyArray_DIM(j, 0) : 0;
+    if (bins < 1 || bins > 4096 || PyArray_NDIM(r) != 2 || PyArray_DIM(r, 1) != 4 * bins || PyArray_NDIM(p) != 2 ||
+        PyArray_DIM(p, 1) != 3 || PyArray_DIM(p, 0) != PyArray_DIM(r, 0)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "decode_distribution needs reg (n, 4 * bins), priors (n, 3) and project (bins,)");
+        goto done;
+    }
+    npy_intp dims[2] = {PyArray_DIM(r, 0), 4};
+    result = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (!result) goto done;
+    Py_BEGIN_ALLOW_THREADS msv_decode_distribution((const float *)PyArray_DATA(r), (const float *)PyArray_DATA(p),
+                                                   dims[0], (int)bins, (const float *)PyArray_DATA(j),
+                                                   (float *)PyArray_DATA((PyArrayObject *)result));
+    Py_END_ALLOW_THREADS done : Py_XDECREF(r);
+    Py_XDECREF(p);
+    Py_XDECREF(j);
+    return result;
+}
+
 PyMethodDef msv_box_methods[] = {
+    {"batched_nms", (PyCFunction)(void (*)(void))py_batched_nms, METH_VARARGS | METH_KEYWORDS,
+     "batched_nms(boxes, scores, labels, iou_threshold) -> kept indices (int64), as torchvision.ops.batched_nms"},
+    {"decode_distribution", py_decode_distribution, METH_VARARGS,
+     "decode_distribution(reg, priors, project) -> boxes x1 y1 x2 y2 (GFL distribution decoding, priors x y stride)"},
     {"nms", (PyCFunction)(void (*)(void))py_nms, METH_VARARGS | METH_KEYWORDS,
      "nms(boxes, scores, iou_threshold, mode='union', offset=0.0, max_keep=-1, eps=0.0) -> kept indices (int64)"},
     {"decode_center_size", py_decode_center_size, METH_VARARGS,

@@ -263,10 +263,56 @@ static inline void linear_source(int64_t out_i, int64_t in, int64_t out, float r
     *lambda = fminf(src - (float)*i0, 1.f);
 }
 
+/* The same sampling for views whose channels are contiguous (NHWC: block 1, channel stride 1): per output pixel
+ * the source pixels and weights once, then a loop over the channels (vectorised), rows in parallel. */
+MSV_MULTIVERSION
+static void resize_channels_last(const msv_view *x, const msv_view *y, int mode, float rh, float rw) {
+    const int align = mode == 2;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t h = 0; h < y->h; h++) {
+            const int64_t C = y->c;
+            if (mode == 0) {
+                int64_t ih = y->h == x->h ? h : (int64_t)floorf((float)h * rh);
+                if (ih > x->h - 1) ih = x->h - 1;
+                for (int64_t w = 0; w < y->w; w++) {
+                    int64_t iw = y->w == x->w ? w : (int64_t)floorf((float)w * rw);
+                    if (iw > x->w - 1) iw = x->w - 1;
+                    const float *src = x->data + n * x->sn + ih * x->sh + iw * x->sw;
+                    float *dst = y->data + n * y->sn + h * y->sh + w * y->sw;
+                    for (int64_t c = 0; c < C; c++)
+                        dst[c] = src[c];
+                }
+                continue;
+            }
+            int64_t y0;
+            float ly;
+            linear_source(h, x->h, y->h, rh, align, &y0, &ly);
+            const int64_t y1 = y0 + (y0 < x->h - 1 ? 1 : 0);
+            const float hy = 1.f - ly;
+            for (int64_t w = 0; w < y->w; w++) {
+                int64_t x0;
+                float lx;
+                linear_source(w, x->w, y->w, rw, align, &x0, &lx);
+                const int64_t x1 = x0 + (x0 < x->w - 1 ? 1 : 0);
+                const float hx = 1.f - lx;
+                const float *a = x->data + n * x->sn + y0 * x->sh, *b = x->data + n * x->sn + y1 * x->sh;
+                const float *a0 = a + x0 * x->sw, *a1 = a + x1 * x->sw, *b0 = b + x0 * x->sw, *b1 = b + x1 * x->sw;
+                float *dst = y->data + n * y->sn + h * y->sh + w * y->sw;
+                for (int64_t c = 0; c < C; c++)
+                    dst[c] = hy * (hx * a0[c] + lx * a1[c]) + ly * (hx * b0[c] + lx * b1[c]);
+            }
+        }
+}
+
 void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double scale_h, double scale_w) {
     const int align = mode == 2;
     const float rh = (float)area_scale(x->h, y->h, align, scale_h);
     const float rw = (float)area_scale(x->w, y->w, align, scale_w);
+    if (x->block == 1 && y->block == 1 && x->scb == 1 && y->scb == 1 && y->c_padded == y->c) {
+        resize_channels_last(x, y, mode, rh, rw);
+        return;
+    }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t h = 0; h < y->h; h++)

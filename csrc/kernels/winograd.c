@@ -134,16 +134,43 @@ void msv_wino_transform_input(const msv_view *x, const msv_wino_geometry *g, int
         memset(v + ((int64_t)k * rows + count) * x->c, 0, sizeof(float) * (size_t)((rows - count) * x->c));
 }
 
+/* exp on 16 lanes (Cephes' expf: range reduction by ln 2 in two parts, a degree-5 polynomial, the exponent
+ * added to the bits): ~1 ulp over [-87, 88]; clamped outside (exp(-x) of SiLU then saturates cleanly); NaN stays
+ * NaN. */
+static inline void exp16(v16 *inout) {
+    v16 x = *inout;
+    const v16 zero = {0};
+    const v16 hi = zero + 88.3762626647949f, lo = zero + -88.3762626647949f;
+    v16i big = x > hi, small = x < lo;
+    x = (v16)(((v16i)hi & big) | ((v16i)x & ~big));
+    x = (v16)(((v16i)lo & small) | ((v16i)x & ~small));
+    v16 fx = x * 1.44269504088896341f + 0.5f;
+    v16 t = __builtin_convertvector(__builtin_convertvector(fx, v16i), v16);
+    fx = t - (v16)((v16i)(zero + 1.f) & (t > fx)); /* floor */
+    x = x - fx * 0.693359375f - fx * -2.12194440e-4f;
+    const v16 z = x * x;
+    v16 y = zero + 1.9875691500e-4f;
+    y = y * x + 1.3981999507e-3f;
+    y = y * x + 8.3334519073e-3f;
+    y = y * x + 4.1665795894e-2f;
+    y = y * x + 1.6666665459e-1f;
+    y = y * x + 5.0000001201e-1f;
+    y = y * z + x + 1.f;
+    const v16i e = (__builtin_convertvector(fx, v16i) + 127) << 23;
+    *inout = y * (v16)e;
+}
+
 /* One tile, all output channels: 36 rows of m -> the 4x4 output pixels at (r0, c0) (step d) that lie in y. */
 MSV_MULTIVERSION
 static void output_tile(const float *m, int64_t plane, const msv_view *y, int64_t n, int64_t r0, int64_t c0, int64_t d,
-                        const float *bias, int relu) {
+                        const msv_wino_epilogue *e) {
     int rows = 0, cols = 0;
     while (rows < 4 && r0 + d * rows < y->h)
         rows++;
     while (cols < 4 && c0 + d * cols < y->w)
         cols++;
     const v16 zero = {0};
+    const v16 alpha = zero + e->alpha;
     for (int64_t ch = 0; ch < y->c; ch += LANES) {
         v16 t[4][6];
         for (int j = 0; j < 6; j++) { /* A^T m: down each column */
@@ -154,13 +181,24 @@ static void output_tile(const float *m, int64_t plane, const msv_view *y, int64_
             for (int i = 0; i < 4; i++)
                 t[i][j] = o[i];
         }
-        const v16 b = bias ? LOAD16(bias + ch) : zero;
-        for (int i = 0; i < rows; i++) { /* (A^T m) A: along each row, then bias and ReLU */
+        const v16 b = e->bias ? LOAD16(e->bias + ch) : zero;
+        for (int i = 0; i < rows; i++) { /* (A^T m) A: along each row, then the epilogue */
             v16 o[4];
             a_t(t[i], o);
             for (int j = 0; j < cols; j++) {
                 v16 val = o[j] + b;
-                if (relu) val = (v16)((v16i)val & ~(val < zero)); /* negative lanes -> 0; NaN stays NaN */
+                if (e->residual)
+                    val += LOAD16(e->residual->data + msv_view_offset(e->residual, n, ch, r0 + d * i, c0 + d * j));
+                if (e->act == MSV_WINO_ACT_RELU) {
+                    val = (v16)((v16i)val & ~(val < zero)); /* negative lanes -> 0; NaN stays NaN */
+                } else if (e->act == MSV_WINO_ACT_LEAKY_RELU) {
+                    const v16i negative = val < zero;
+                    val = (v16)(((v16i)(val * alpha) & negative) | ((v16i)val & ~negative));
+                } else if (e->act == MSV_WINO_ACT_SWISH) { /* x * sigmoid(alpha x) = x / (1 + exp(-alpha x)) */
+                    v16 e_neg = -(val * alpha);
+                    exp16(&e_neg);
+                    val = val / (1.f + e_neg);
+                }
                 STORE16(y->data + msv_view_offset(y, n, ch, r0 + d * i, c0 + d * j), val);
             }
         }
@@ -168,13 +206,13 @@ static void output_tile(const float *m, int64_t plane, const msv_view *y, int64_
 }
 
 void msv_wino_transform_output(const float *m, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
-                               const float *bias, int relu, const msv_view *y) {
+                               const msv_wino_epilogue *e, const msv_view *y) {
     const int64_t per_image = g->tiles_h * g->tiles_w, plane = rows * y->c;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < count; t++) {
         const int64_t tile = first + t, n = tile / per_image, th = tile % per_image / g->tiles_w,
                       tw = tile % g->tiles_w;
         output_tile(m + t * y->c, plane, y, n, tile_origin(th, g->dilation), tile_origin(tw, g->dilation), g->dilation,
-                    bias, relu);
+                    e);
     }
 }

@@ -9,7 +9,8 @@
  * which the backend runs on oneDNN's matmul. This header holds the three transforms around it:
  *     weights, once per model:   U[k][i][o] = (G g[o][i] G^T)[k]
  *     input, per chunk of tiles: V[k][t][i] = (B^T d[t][i] B)[k]
- *     output, per chunk:         y[tile t][o] = A^T M[.][t][o] A + bias, then ReLU if asked
+ *     output, per chunk:         y[tile t][o] = act(A^T M[.][t][o] A + bias (+ residual)), act none, ReLU,
+ *                                leaky ReLU or swish (the epilogue: what the convolution's fused post-ops ask)
  *
  * Dilation d (1 or 2 here) works the same way on every d-th pixel: a tile covers output rows r0, r0+d, r0+2d,
  * r0+3d (and likewise columns), read from input rows r0 - pad_t + d*j, j = 0..5. Output rows are grouped in bands
@@ -54,9 +55,24 @@ void msv_wino_transform_weights(const float *w, int64_t O, int64_t I, float *u);
 void msv_wino_transform_input(const msv_view *x, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
                               float *v);
 
-/* m: 36 matrices of rows x O (the products for tiles first .. first+count-1) -> those tiles of y, plus bias
- * (may be NULL), then ReLU if relu. */
+/* What the output transform applies to each result, in this order: + bias, + residual (a view of y's shape),
+ * then the activation. */
+typedef enum msv_wino_act {
+    MSV_WINO_ACT_NONE,
+    MSV_WINO_ACT_RELU,
+    MSV_WINO_ACT_LEAKY_RELU,
+    MSV_WINO_ACT_SWISH /* x * sigmoid(alpha x): SiLU at alpha 1 */
+} msv_wino_act;
+typedef struct msv_wino_epilogue {
+    const float *bias;        /* O values, or NULL */
+    const msv_view *residual; /* or NULL; channels in runs of 16 like y */
+    msv_wino_act act;
+    float alpha; /* leaky ReLU's negative slope, swish's alpha */
+} msv_wino_epilogue;
+
+/* m: 36 matrices of rows x O (the products for tiles first .. first+count-1) -> those tiles of y, through the
+ * epilogue. */
 void msv_wino_transform_output(const float *m, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
-                               const float *bias, int relu, const msv_view *y);
+                               const msv_wino_epilogue *e, const msv_view *y);
 
 #endif

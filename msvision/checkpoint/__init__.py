@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from ..errors import CheckpointError, UnsafeCheckpointError
 from .npy_format import load_npy
+from .pickle_file import load_pickle
 from .torch_format import load_torch, state_dict_from, unwrap_state_dict
 
 __all__ = [
     "CheckpointError",
     "UnsafeCheckpointError",
     "load_npy",
+    "load_pickle",
     "load_torch",
     "state_dict_from",
     "unwrap_state_dict",

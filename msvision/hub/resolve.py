@@ -40,6 +40,8 @@ DEFAULT_MODEL_FOR_TASK: dict[str, str] = {
     Tasks.image_denoising: "damo/cv_nafnet_image-denoise_sidd",
     Tasks.image_deblurring: "damo/cv_nafnet_image-deblur_gopro",
     Tasks.face_detection: "damo/cv_resnet101_face-detection_cvpr22papermogface",
+    # ModelScope's default here is a YOLOX model msvision does not run: DAMO-YOLO-S instead (see the README)
+    Tasks.image_object_detection: "damo/cv_tinynas_object-detection_damoyolo",
 }
 
 _PACKAGE_DIR = Path(__file__).absolute().parent.parent
@@ -51,7 +53,11 @@ EMBEDDED_DEFAULT_FOR_TASK: dict[str, Path] = {
 }
 
 # Tasks resolve_model_dir accepts. Extend this set when a pipeline for a new task lands.
-SUPPORTED_TASKS: set[str] = set(DEFAULT_MODEL_FOR_TASK) | set(EMBEDDED_DEFAULT_FOR_TASK)
+# Tasks without a default model (ModelScope has none either): model= is required.
+TASKS_WITHOUT_DEFAULT: set[str] = {Tasks.domain_specific_object_detection}
+SUPPORTED_TASKS: set[str] = (
+    set(DEFAULT_MODEL_FOR_TASK) | set(EMBEDDED_DEFAULT_FOR_TASK) | TASKS_WITHOUT_DEFAULT
+)
 
 # 'owner/name' with ModelScope's id characters (letters, digits, '_', '-', '.').
 _HUB_ID_RE = re.compile(r"^([\w.-]+)/([\w.-]+)$")

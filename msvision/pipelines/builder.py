@@ -16,6 +16,12 @@ PIPELINES = {
         "manual-face-detection-mtcnn": "mtcnn_face_detection_pipeline:MtcnnFaceDetectionPipeline",
         "resnet101-face-detection-cvpr22papermogface": "mog_face_detection_pipeline:MogFaceDetectionPipeline",
     },
+    Tasks.image_object_detection: {
+        "tinynas-detection": "tinynas_detection_pipeline:TinynasDetectionPipeline"
+    },
+    Tasks.domain_specific_object_detection: {
+        "tinynas-detection": "tinynas_detection_pipeline:TinynasDetectionPipeline"
+    },
 }
 
 

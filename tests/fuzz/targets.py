@@ -75,6 +75,39 @@ def configuration(data: bytes) -> None:
             raise
 
 
+_STRUCTURE = (
+    "[{'class': 'ConvKXBNRELU', 'in': 3, 'k': 3, 'out': 8, 's': 1},\n"
+    " {'class': 'SuperResConvK1KX', 'in': 8, 'out': 16, 'k': 3, 's': 2, 'L': 1, 'btn': 8}]\n"
+)
+
+
+def python_config(data: bytes) -> None:
+    """DAMO-YOLO's damoyolo.py as the model reads it: the literal evaluator, then the settings it takes (the
+    structure file it names is a fixed valid one)."""
+    from msvision.models.damoyolo import read_config
+
+    directory = os.path.join(_SCRATCH, "damoyolo")
+    os.makedirs(directory, exist_ok=True)
+    _as_file(data, os.path.join("damoyolo", "damoyolo.py"))
+    for name in ("tinynas_L25_k1kx.txt", "structure.txt"):
+        _as_file(_STRUCTURE.encode(), os.path.join("damoyolo", name))
+    read_config(directory)
+
+
+def structure(data: bytes) -> None:
+    """A TinyNAS structure file (whitespace removed, ast.literal_eval, block checks)."""
+    from msvision.models.damoyolo import _structure
+
+    _structure(_as_file(data, "structure.txt"))
+
+
+def label_map(data: bytes) -> None:
+    """label_map.pkl through the allow-list unpickler, then the class names looked up in it."""
+    from msvision.models.damoyolo import read_label_names
+
+    read_label_names(_as_file(data, "label_map.pkl"), 3)
+
+
 def image(data: bytes) -> None:
     """An image file as every pipeline decodes it (LoadImage semantics, pixel limit, EXIF transpose)."""
     from msvision.io import load_image_array
@@ -88,6 +121,9 @@ TARGETS = {
     "pickle": pickle_stream,
     "npy": npy,
     "configuration": configuration,
+    "python_config": python_config,
+    "structure": structure,
+    "label_map": label_map,
     "image": image,
 }
 
@@ -118,6 +154,7 @@ def main() -> None:
         import msvision.checkpoint  # noqa: F401
         import msvision.hub  # noqa: F401
         import msvision.io  # noqa: F401
+        import msvision.models.damoyolo  # noqa: F401
         import msvision.models.nafnet  # noqa: F401
     expected = expected_errors()
     fn = TARGETS[target]

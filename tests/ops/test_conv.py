@@ -136,6 +136,46 @@ def test_winograd_conv(case, layout, monkeypatch, capfd):
     )
 
 
+@pytest.mark.parametrize("post", ["add", "add relu", "leaky", "add leaky", "silu", "add silu", "swish 1.7"])
+@pytest.mark.parametrize("case", [(1, 32, 27, 33, 48), (2, 16, 40, 17, 32)], ids=str)
+def test_winograd_epilogue_residual_and_leaky_relu(case, post, layout, monkeypatch, capfd):
+    """Fused post-ops the output transform runs: a same-shape add (a residual, from another branch in any
+    layout) and then ReLU, leaky ReLU (slope 0.1) or swish (its vectorised exp: the products reach +-30 here)."""
+    n, c, h, w_, o = case
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")
+    x, r = rand(n, c, h, w_, scale=10.0), rand(n, o, h, w_, seed=4)
+    wt, b, w1 = weight(o, c, 3, 3, fan_in=9 * c), rand(o, seed=2), weight(o, o, 1, 1, fan_in=o, seed=5)
+
+    def build(g, i, j):
+        y = g.conv2d(i, g.const(wt), bias=g.const(b), kernel=(3, 3), padding=(1, 1, 1, 1))
+        if "add" in post:
+            y = g.binary(y, g.conv2d(j, g.const(w1), kernel=(1, 1)), op="add")  # a residual from a conv
+        if "relu" in post:
+            y = g.eltwise(y, act="relu")
+        elif "leaky" in post:
+            y = g.eltwise(y, act="leaky_relu", alpha=0.1)
+        elif "silu" in post or "swish" in post:
+            y = g.eltwise(y, act="swish", alpha=1.7 if "swish" in post else 1.0)
+        return y
+
+    capfd.readouterr()
+    (out,) = run_graph(build, [x, r])
+    plans = _plans(capfd)
+    assert sum("winograd convolution" in line for line in plans) == 1, plans
+    assert not any(k in line for line in plans for k in ("eltwise", "binary")), plans  # all in the epilogue
+    ref = torch_conv(x, wt, b, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+    if "add" in post:
+        ref = ref + F.conv2d(t64(r), t64(w1))
+    if "relu" in post:
+        ref = ref.clamp_min(0)
+    elif "leaky" in post:
+        ref = F.leaky_relu(ref, 0.1)
+    elif "silu" in post or "swish" in post:
+        alpha = 1.7 if "swish" in post else 1.0
+        ref = ref * torch.sigmoid(alpha * ref)
+    close(out, ref, CONV_RTOL, WINO_ATOL_PER_SQRT_FAN_IN * math.sqrt(9 * c) * 20, f"winograd {post} {layout}")
+
+
 def test_winograd_reads_a_blocked_producer(monkeypatch, capfd):
     """A Winograd conv after a direct one that wrote nChw16c reads that layout in place (no reorder)."""
     monkeypatch.setenv("MSVISION_LAYOUT", "blocked")
@@ -186,7 +226,8 @@ def test_winograd_propagates_nan(monkeypatch, capfd):
         "small map",
         "thin map",
         "batch of tiny images",
-        "binary post-op",
+        "broadcast binary post-op",
+        "sum after relu",
         "sigmoid post-op",
         "prelu post-op",
     ],
@@ -216,8 +257,10 @@ def test_direct_conv_where_winograd_does_not_apply(why, monkeypatch, capfd):
         y = g.conv2d(
             i, g.const(wt), kernel=(3, 3), stride=(stride, stride), padding=(dil,) * 4, dilation=(dil, dil)
         )
-        if why == "binary post-op":
-            return g.binary(y, j, op="add")
+        if why == "broadcast binary post-op":
+            return g.binary(y, g.const(slope.reshape(1, o, 1, 1)), op="add")
+        if why == "sum after relu":  # the epilogue adds before the activation only
+            return g.binary(g.eltwise(y, act="relu"), j, op="add")
         if why == "sigmoid post-op":
             return g.eltwise(y, act="sigmoid")
         return g.prelu(y, g.const(slope)) if why == "prelu post-op" else y
@@ -227,8 +270,10 @@ def test_direct_conv_where_winograd_does_not_apply(why, monkeypatch, capfd):
     plans = _plans(capfd)
     assert not any("winograd" in line for line in plans), plans
     ref = F.conv2d(t64(x), t64(wt), stride=stride, padding=dil, dilation=dil)
-    if why == "binary post-op":
-        ref = ref + t64(r)
+    if why == "broadcast binary post-op":
+        ref = ref + t64(slope.reshape(1, o, 1, 1))
+    elif why == "sum after relu":
+        ref = ref.clamp_min(0) + t64(r)
     elif why == "sigmoid post-op":
         ref = torch.sigmoid(ref)
     elif why == "prelu post-op":

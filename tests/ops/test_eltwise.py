@@ -67,3 +67,16 @@ def test_eltwise_extremes():
     out_exp, out_sig = run_graph(lambda g, i: [g.eltwise(i, act="exp"), g.eltwise(i, act="sigmoid")], [x])
     close(out_exp, torch.exp(t32(x)), 1e-5, 1e-37, "exp extremes")
     close(out_sig, torch.sigmoid(t32(x)), 1e-5, 1e-6, "sigmoid extremes")
+
+
+@pytest.mark.parametrize("act", ACTS, ids=ACT_IDS)
+@pytest.mark.parametrize("channels", [1, 3, 20])
+def test_eltwise_on_channel_padded_layouts(act, channels, layout):
+    """Channel counts that are not a multiple of the blocked layout's block: an activation that does not map 0 to
+    0 (sigmoid, exp, ...) has no fast oneDNN kernel there (it would write the zero padding) and runs on the C
+    kernel, which keeps the padding zero (MSVISION_REFUSE_REF fails the test if a reference kernel is planned)."""
+    name, alpha, beta, fn, (rtol, atol) = act
+    out, ref = run_behind_conv(
+        lambda g, y: g.eltwise(y, act=name, alpha=alpha, beta=beta), fn, rand(1, channels, 9, 6)
+    )
+    close(out, ref, rtol, atol, f"eltwise {name} after a {channels}-channel conv {layout}")

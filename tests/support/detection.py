@@ -104,3 +104,75 @@ def assert_same_detections_up_to_ties(a, b, threshold, scale=1.0, what=""):
                 f"{what}: a box only {side} found (score {s[i]:.6f}, box {np.round(bx[i], 2).tolist()}); "
                 f"counts msvision {len(sa)} vs ModelScope {len(sb)}"
             )
+
+
+def assert_same_object_detections(a, b, what, box_atol=1.0, score_atol=1e-3, tie=1e-3, cap=None, iou=None):
+    """DAMO-YOLO's result dicts (a: msvision, b: ModelScope): ``scores`` float32 (N,), ``labels`` list of str,
+    ``boxes`` float32 (N, 4) — or (0, 5) when empty, as ModelScope returns it. The same detections one to one
+    (same label, box within ``box_atol`` px, score within ``score_atol``) in the same order, except that two
+    detections whose scores differ by at most ``tie`` may come out swapped (the engines round differently).
+
+    A detection only one side has must be explained by rounding, never by a different algorithm:
+    - both sides hit ``cap`` detections and its score is within ``tie`` of the last one kept; or
+    - (``iou`` given: the NMS threshold) the other side has a detection of its label whose IoU with it is within
+      2e-3 of the threshold (greedy NMS decided that borderline overlap the other way), or a detection of its
+      label that only the other side has and that overlaps it by more than the threshold - 2e-3 (the knock-on
+      effect of such a decision)."""
+    assert set(a) == {"scores", "labels", "boxes"}, what
+    for r in (a, b):
+        assert isinstance(r["scores"], np.ndarray) and r["scores"].dtype == np.float32, what
+        assert isinstance(r["boxes"], np.ndarray) and r["boxes"].dtype == np.float32, what
+        assert isinstance(r["labels"], list) and all(isinstance(x, str) for x in r["labels"]), what
+        assert len(r["labels"]) == len(r["scores"]) == len(r["boxes"]), what
+    if len(b["scores"]) == 0 or len(a["scores"]) == 0:
+        assert a["boxes"].shape == b["boxes"].shape, (what, a["boxes"].shape, b["boxes"].shape)
+        return
+    assert a["boxes"].shape[1] == b["boxes"].shape[1] == 4, what
+    free = set(range(len(a["scores"])))
+    matched = {}  # ModelScope's index -> ours
+    for i in range(len(b["scores"])):
+        cands = [
+            j
+            for j in free
+            if a["labels"][j] == b["labels"][i]
+            and np.abs(a["boxes"][j] - b["boxes"][i]).max() <= box_atol
+            and abs(float(a["scores"][j]) - float(b["scores"][i])) <= score_atol
+        ]
+        if cands:
+            j = min(cands, key=lambda k: abs(k - i))
+            free.remove(j)
+            matched[i] = j
+    only = {"ModelScope": [i for i in range(len(b["scores"])) if i not in matched], "msvision": sorted(free)}
+    sides = {"ModelScope": (b, a, "msvision"), "msvision": (a, b, "ModelScope")}
+    for side, idx in only.items():
+        mine, other, other_name = sides[side]
+        for i in idx:
+            at_cut = (
+                cap is not None
+                and len(mine["scores"]) == cap
+                and mine["scores"][i] - mine["scores"][-1] <= tie
+            )
+            explained = at_cut
+            if not explained and iou is not None:
+                same = np.array([lab == mine["labels"][i] for lab in other["labels"]])
+                overlaps = _iou(mine["boxes"][i].astype(np.float64), other["boxes"].astype(np.float64))
+                borderline = same & (np.abs(overlaps - iou) <= 2e-3)
+                knock_on = np.zeros_like(same)
+                knock_on[only[other_name]] = True
+                knock_on &= same & (overlaps > iou - 2e-3)
+                explained = bool(borderline.any() or knock_on.any())
+            assert explained, (
+                f"{what}: {side}'s detection {i} ({mine['labels'][i]}, {mine['scores'][i]:.6f}, "
+                f"{np.round(mine['boxes'][i], 2).tolist()}) has no match"
+            )
+    order = sorted(matched)
+    for x in range(len(order)):
+        for y in range(x + 1, len(order)):
+            i, k = order[x], order[y]
+            if matched[i] > matched[k]:
+                assert abs(float(b["scores"][i]) - float(b["scores"][k])) <= tie, (
+                    f"{what}: detections {i} and {k} come out in another order"
+                )
+    assert len(matched) >= 0.9 * len(b["scores"]), (
+        f"{what}: only {len(matched)} of {len(b['scores'])} matched"
+    )

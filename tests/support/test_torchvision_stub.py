@@ -35,3 +35,43 @@ def test_to_tensor_gray_and_float():
 def test_compose_order():
     pipeline = transforms.Compose([lambda x: x + 1, lambda x: x * 2])
     assert pipeline(3) == 8
+
+
+def test_nms_documented_behaviour():
+    """torchvision.ops.nms: boxes (x1, y1, x2, y2); discards any box with IoU > iou_threshold with a kept,
+    higher-scoring box; returns int64 indices sorted by decreasing score."""
+    from torchvision.ops import nms
+
+    boxes = torch.tensor(
+        [[0, 0, 10, 10], [0, 0, 10, 5], [20, 20, 30, 30], [21, 21, 30, 30]], dtype=torch.float32
+    )
+    scores = torch.tensor([0.5, 0.9, 0.3, 0.4])
+    # IoU(0, 1) = 50 / 100 = 0.5; IoU(2, 3) = 81 / 100 = 0.81
+    assert nms(boxes, scores, 0.4).tolist() == [1, 3]
+    assert nms(boxes, scores, 0.5).tolist() == [1, 0, 3]  # 0.5 is not > 0.5
+    assert nms(boxes, scores, 0.9).tolist() == [1, 0, 3, 2]
+    assert nms(boxes, scores, 0.4).dtype == torch.int64
+    assert nms(boxes[:0], scores[:0], 0.5).tolist() == []
+
+
+def test_batched_nms_documented_behaviour():
+    """torchvision.ops.batched_nms: NMS independently per category (boxes of different categories never
+    suppress each other), indices by decreasing score; both of its CPU paths give the same kept set."""
+    from torchvision.ops import batched_nms
+
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 8]], dtype=torch.float32)
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert batched_nms(boxes, scores, torch.tensor([0, 1, 0]), 0.5).tolist() == [0, 1]
+    assert batched_nms(boxes, scores, torch.tensor([0, 0, 0]), 0.5).tolist() == [0]
+    assert batched_nms(boxes, scores, torch.tensor([2, 1, 0]), 0.5).tolist() == [0, 1, 2]
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (1500, 2))
+    many = torch.from_numpy(np.concatenate([xy, xy + rng.uniform(5, 30, (1500, 2))], 1).astype(np.float32))
+    s = torch.from_numpy(rng.uniform(0, 1, 1500).astype(np.float32))
+    labels = torch.from_numpy(rng.integers(0, 3, 1500))
+    per_class = batched_nms(many, s, labels, 0.5)  # 6000 coordinates > 4000: the per-category path
+    offset = many + labels[:, None].float() * (many.max() + 1)
+    from torchvision.ops import nms
+
+    assert sorted(per_class.tolist()) == sorted(nms(offset, s, 0.5).tolist())
+    assert torch.all(s[per_class][:-1] >= s[per_class][1:])

@@ -1,0 +1,73 @@
+"""image-object-detection and domain-specific-object-detection with DAMO-YOLO (``tinynas-detection``), as
+ModelScope's TinynasDetectionPipeline + ObjectDetectionTinynasPreprocessor + SingleStageDetector:
+
+1. The image as ``LoadImage.convert_to_ndarray`` gives it (RGB; array inputs are BGR and keep their own values)
+   -> float32, no resize, no normalisation; zero-padded at the bottom and right to a multiple of the
+   preprocessor's ``size_divisible`` (configuration.json, default 32).
+2. The network; per anchor and class score > ``nms_conf_thre``; distribution decoding; torchvision's
+   ``batched_nms`` with ``nms_iou_thre``; the first 500 (all in :mod:`msvision.models.damoyolo`, NMS and decoding
+   in C).
+
+Output: ``{'scores': float32 (N,), 'labels': [class name, ...], 'boxes': float32 (N, 4) x1 y1 x2 y2}`` in padded-
+image pixels, not clipped (as ModelScope); with no detection ``boxes`` has shape (0, 5), as ModelScope returns it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import InvalidModelError
+from ...io import load_image_array
+from ...models.damoyolo import DamoYolo
+from ...outputs import OutputKeys
+from ..base import Pipeline
+
+DEFAULT_SIZE_DIVISIBLE = 32
+
+
+def _as_float_rgb(input) -> np.ndarray:
+    """HxWx3 float32 RGB: ``LoadImage.convert_to_ndarray(input).astype(np.float32)``."""
+    rgb = load_image_array(input)  # decoding, validation and errors as every msvision pipeline
+    if isinstance(input, np.ndarray) and input.dtype != np.uint8:
+        src = input if input.ndim == 3 else input[:, :, None]
+        if src.shape[2] == 1:
+            src = np.repeat(src, 3, axis=2)
+        return np.ascontiguousarray(src[:, :, ::-1], dtype=np.float32)
+    return rgb.astype(np.float32)
+
+
+def _size_divisible(config: dict, model_dir: str) -> int:
+    section = config.get("preprocessor") or {}
+    value = section.get("size_divisible", DEFAULT_SIZE_DIVISIBLE) if isinstance(section, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 4096:
+        raise InvalidModelError(f"{model_dir}: preprocessor.size_divisible must be an integer, got {value!r}")
+    return value
+
+
+class TinynasDetectionPipeline(Pipeline):
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
+        super().__init__(model_dir, config, threads, memory_limit)
+        self.size_divisible = _size_divisible(config, model_dir)
+        self.model = DamoYolo(model_dir, config, self.threads, memory_limit=self.memory_limit)
+
+    def preprocess(self, input):
+        image = _as_float_rgb(input)
+        h, w = image.shape[:2]
+        if self.size_divisible > 0:
+            d = self.size_divisible
+            h, w = -(-h // d) * d, -(-w // d) * d
+        padded = np.zeros((1, h, w, 3), np.float32)
+        padded[0, : image.shape[0], : image.shape[1]] = image
+        return {"img": padded}
+
+    def forward(self, inputs):
+        boxes, scores, labels = self.model.detect(inputs["img"])
+        return {"boxes": boxes, "scores": scores, "labels": labels}
+
+    def postprocess(self, inputs):
+        names = self.model.label_names
+        return {
+            OutputKeys.SCORES: inputs["scores"],
+            OutputKeys.LABELS: [names[i] for i in inputs["labels"]],
+            OutputKeys.BOXES: inputs["boxes"],
+        }
