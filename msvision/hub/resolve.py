@@ -42,6 +42,7 @@ DEFAULT_MODEL_FOR_TASK: dict[str, str] = {
     Tasks.face_detection: "damo/cv_resnet101_face-detection_cvpr22papermogface",
     # ModelScope's default here is a YOLOX model msvision does not run: DAMO-YOLO-S instead (see the README)
     Tasks.image_object_detection: "damo/cv_tinynas_object-detection_damoyolo",
+    Tasks.body_2d_keypoints: "damo/cv_hrnetv2w32_body-2d-keypoints_image",
 }
 
 _PACKAGE_DIR = Path(__file__).absolute().parent.parent

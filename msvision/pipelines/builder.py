@@ -22,7 +22,12 @@ PIPELINES = {
     Tasks.domain_specific_object_detection: {
         "tinynas-detection": "tinynas_detection_pipeline:TinynasDetectionPipeline"
     },
+    Tasks.body_2d_keypoints: {
+        "hrnetv2w32_body-2d-keypoints_image": "body_2d_keypoints_pipeline:Body2DKeypointsPipeline"
+    },
 }
+# keyword arguments of pipeline() that only some implementations take (their class attribute ``options``)
+PIPELINE_OPTIONS = {"human_detector"}
 
 
 def _implementation(target: str):
@@ -74,8 +79,8 @@ def pipeline(
         )
     if framework not in (None, "pytorch", "tensorflow"):
         raise ValueError(f"unknown framework {framework!r}")
-    if kwargs:
-        raise TypeError(f"pipeline() got unexpected keyword arguments {sorted(kwargs)}")
+    if set(kwargs) - PIPELINE_OPTIONS:
+        raise TypeError(f"pipeline() got unexpected keyword arguments {sorted(set(kwargs) - PIPELINE_OPTIONS)}")
     validate_device(device)
     if task is None and model is None:
         raise ValueError("pipeline() needs a task or a model")
@@ -99,4 +104,8 @@ def pipeline(
             f"{config_path}: pipeline type {name!r} for task {task!r} is not supported by msvision; "
             f"supported: {sorted(impls)}"
         )
-    return _implementation(impls[name])(model_dir, config, threads=threads, memory_limit=memory_limit)
+    implementation = _implementation(impls[name])
+    unused = set(kwargs) - set(getattr(implementation, "options", ()))
+    if unused:
+        raise TypeError(f"pipeline() for task {task!r} takes no keyword arguments {sorted(unused)}")
+    return implementation(model_dir, config, threads=threads, memory_limit=memory_limit, **kwargs)

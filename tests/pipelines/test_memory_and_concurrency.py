@@ -93,38 +93,40 @@ def test_memory_limit_settings(monkeypatch, small_dir):
 
 
 def test_two_threads_run_one_pipeline_concurrently(small_dir):
-    """Two Python threads calling one 1-thread pipeline each get a session (sharing the packed weights): the two
-    calls take clearly less than twice one call's time, and give the sequential results."""
+    """Two Python threads calling one 1-thread pipeline each get a session (sharing the packed weights) and run
+    side by side: each call's network run overlaps the other's for most of its duration (the GIL is released and
+    the sessions do not serialise), and the results are the sequential ones. Overlap, not speed-up, is what is
+    asserted: a speed-up also depends on what else the machine runs."""
     p = pipeline("image-denoising", model=small_dir, threads=1)
     rng = np.random.default_rng(5)
     images = [rng.integers(0, 256, (400, 400, 3), dtype=np.uint8) for _ in range(2)]
     expected = [p(img)["output_img"] for img in images]
-    [p(img) for img in images]  # both sessions exist and are planned after the threaded warm-up below
-    results = [None, None]
+    results, spans = [None, None], [None, None]
+    run = p.model.run
+
+    def timed_run(*inputs):
+        start = time.perf_counter()
+        out = run(*inputs)
+        spans[threading.get_ident() == ts[1].ident] = (start, time.perf_counter())
+        return out
+
+    p.model.run = timed_run
 
     def work(i):
         results[i] = p(images[i])["output_img"]
 
-    def threaded():
+    best = 0.0
+    for _ in range(3):  # the first round also creates and plans the second session
         ts = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-        start = time.perf_counter()
         for t in ts:
             t.start()
         for t in ts:
             t.join()
-        return time.perf_counter() - start
-
-    threaded()  # warm-up: creates and plans the second session
-    sequential, parallel = [], []
-    for _ in range(3):
-        start = time.perf_counter()
-        for img in images:
-            p(img)
-        sequential.append(time.perf_counter() - start)
-        parallel.append(threaded())
+        (a0, a1), (b0, b1) = spans
+        best = max(best, (min(a1, b1) - max(a0, b0)) / min(a1 - a0, b1 - b0))
     assert all(np.array_equal(r, e) for r, e in zip(results, expected))
     assert len(p.model._sessions) == 2
-    assert min(parallel) < 0.75 * min(sequential), (parallel, sequential)
+    assert best > 0.5, f"the two network runs overlapped for only {best:.0%} of the shorter one"
 
 
 def test_many_concurrent_callers_share_a_bounded_pool_of_sessions(small_dir):

@@ -292,3 +292,35 @@ def set_damoyolo_thresholds(model_dir, conf, iou=0.7):
     p = Path(model_dir) / "damoyolo.py"
     text = re.sub(r'"nms_conf_thre": [^,]+,', f'"nms_conf_thre": {conf},', p.read_text())
     p.write_text(re.sub(r'"nms_iou_thre": [^,]+,', f'"nms_iou_thre": {iou},', text))
+
+
+# ---- HRNet body keypoints ----
+
+
+def make_hrnet_dir(path, seed=0):
+    """The body-2d-keypoints model directory as the hub lays it out: configuration.json and the flat state dict
+    of ModelScope's PoseHighResolutionNetV2 (cfg_128x128_15) with random weights; BatchNorm parameters and
+    statistics randomised so every layer shapes the heatmaps."""
+    import torch
+    from modelscope.models.cv.body_2d_keypoints.hrnet_v2 import PoseHighResolutionNetV2
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    net = PoseHighResolutionNetV2().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.2)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    config = {
+        "framework": "pytorch",
+        "task": "body-2d-keypoints",
+        "pipeline": {"type": "hrnetv2w32_body-2d-keypoints_image"},
+        "model": {"type": "body-2d-keypoints"},
+    }
+    (path / "configuration.json").write_text(json.dumps(config, indent=2))
+    torch.save(net.state_dict(), path / "pytorch_model.pt")
+    return str(path)

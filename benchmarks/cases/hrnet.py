@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""HRNet body keypoints: ModelScope's body-2d-keypoints pipeline vs msvision's, with the same person boxes.
+
+    python3 benchmarks/run.py hrnet --threads 2 [--person-counts 1,3] [--repeats 7]
+
+Both pipelines get the same fixed person boxes on ../shared/assets/images/faces/office1.jpg (ModelScope's
+hard-coded mmdet human detector needs mmcv-full, so its detector call is replaced by the boxes; its NumPy image is
+handed over as a torch tensor, which its ``.clone()`` call needs). Each engine runs in its own subprocess with the
+same threads; timed: the whole call (crops, resizes, normalisation, HRNet on all persons in one batch, decoding)
+and the HRNet stage inside it (ModelScope: ``keypoint_model.forward``; msvision: the graph run). The model
+directory has random weights from ModelScope's PoseHighResolutionNetV2 (tests/support/model_dirs.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
+import common  # noqa: E402
+
+BOXES = [[30.5, 40.25, 180.75, 399], [300, 20, 450, 390], [600.2, 60.7, 760.9, 398.1]]
+IMAGE = os.path.join(os.path.dirname(common.REPO_ROOT), "shared", "assets", "images", "faces", "office1.jpg")
+
+
+def _detector(n, tensors=True):
+    """The fixed boxes as a detector returns them: torch tensors for ModelScope, arrays for msvision (whose
+    process then never imports torch)."""
+    boxes = np.array(BOXES[:n], np.float32)
+    if not tensors:
+        return lambda image: {"scores": np.full(n, 0.9, np.float32), "boxes": boxes.copy()}
+    import torch
+
+    return lambda image: {"scores": torch.full((n,), 0.9), "boxes": torch.from_numpy(boxes.copy())}
+
+
+def engine_modelscope(a) -> dict:
+    common.use_torchvision_stub()
+    t0 = time.perf_counter()
+    import modelscope.pipelines.cv.body_2d_keypoints_pipeline as theirs
+    import torch
+
+    torch.set_num_threads(a.threads)
+    theirs.pipeline = lambda *args, **kwargs: _detector(a.persons)
+    from modelscope.pipelines import pipeline
+
+    pipe = pipeline("body-2d-keypoints", model=a.model_dir)
+    load_s = time.perf_counter() - t0
+    preprocess = pipe.preprocess
+
+    def tensor_image(x):
+        out = preprocess(x)
+        out["image"] = torch.from_numpy(np.ascontiguousarray(out["image"]))
+        return out
+
+    pipe.preprocess = tensor_image
+    acc = [0.0]
+    pipe.keypoint_model.forward = common.timed(pipe.keypoint_model.forward, acc)
+    e2e, net = common.timed_e2e(lambda: pipe(a.image), acc, a.repeats, a.warmup)
+    return {"load_s": load_s, "e2e": e2e, "net": net}
+
+
+def engine_msvision(a) -> dict:
+    common.use_repo_msvision()
+    t0 = time.perf_counter()
+    import msvision
+
+    pipe = msvision.pipeline(
+        "body-2d-keypoints",
+        model=a.model_dir,
+        human_detector=_detector(a.persons, tensors=False),
+        threads=a.threads,
+    )
+    load_s = time.perf_counter() - t0
+    acc = [0.0]
+    pipe.model.run = common.timed(pipe.model.run, acc)
+    e2e, net = common.timed_e2e(lambda: pipe(a.image), acc, a.repeats, a.warmup)
+    return {"load_s": load_s, "e2e": e2e, "net": net}
+
+
+ENGINE_FUNCS = {"modelscope": engine_modelscope, "msvision": engine_msvision}
+
+
+def orchestrate(a) -> None:
+    t_start = time.perf_counter()
+    work = os.path.join(common.OUT_DIR, "hrnet")
+    os.makedirs(work, exist_ok=True)
+    model_dir = os.path.join(common.OUT_DIR, "hrnet_random")
+    if not os.path.isfile(os.path.join(model_dir, "pytorch_model.pt")):
+        common.use_test_fixtures().make_hrnet_dir(model_dir)
+    lines = [
+        "| Persons | Engine | Whole call, median (s) | HRNet stage, median (s) | ModelScope ÷ msvision (call / stage) "
+        "| Peak RSS (MiB) | Load (s) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for n in (int(v) for v in a.persons_list.split(",")):
+        res = {}
+        for eng in ("msvision", "modelscope"):
+            args = ["--engine", eng, "--threads", str(a.threads), "--model-dir", model_dir, "--image", IMAGE]
+            args += ["--repeats", str(a.repeats), "--warmup", str(a.warmup), "--persons", str(n)]
+            res[eng] = common.run_engine_process(
+                __file__, args, os.path.join(work, f"{eng}_{n}.json"), a.threads, a.timeout, eng
+            )
+        ms, ours = res["modelscope"], res["msvision"]
+        for eng, r in (("ModelScope pipeline (torch)", ms), ("msvision pipeline", ours)):
+            ratio = f"{ms['e2e']['median'] / r['e2e']['median']:.2f}× / {ms['net']['median'] / r['net']['median']:.2f}×"
+            lines.append(
+                f"| {n} | {eng} | {common.fmt_s(r['e2e']['median'])} | {common.fmt_s(r['net']['median'])} | "
+                f"{ratio} | {r['peak_rss_mib']:.0f} | {r['load_s']:.2f} |"
+            )
+    m = common.machine_info()
+    vers = common.package_versions(["torch", "modelscope", "numpy", "opencv-python-headless"])
+    header = [
+        f"## HRNet body keypoints — {common.now_utc()}",
+        "",
+        f"- Command: `python3 {' '.join(shlex.quote(x) for x in sys.argv)}`",
+        f"- Machine: {m['cpu_model']} ({m['cpus']} CPUs, AVX-512 {'yes' if m['avx512'] else 'no'}); "
+        f"load average at end {common.load_average()}",
+        f"- Threads: {a.threads} for both; {a.warmup} warm-up + {a.repeats} timed calls, each engine in its own "
+        "process",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
+        "- Image: ../shared/assets/images/faces/office1.jpg (899x399) with the same fixed person boxes for both "
+        "(ModelScope's mmdet detector replaced); model: PoseHighResolutionNetV2 (W48, 128x128, 15 joints), random "
+        "weights",
+        f"- Whole run: {time.perf_counter() - t_start:.0f} s wall",
+    ]
+    report = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
+    print(report)
+    if not a.no_write:
+        with open(a.results, "a") as f:
+            f.write(report + "\n")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--person-counts", dest="persons_list", default="1,3", help="person counts, comma-separated (<= 3)"
+    )
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--results", default=os.path.join(common.BENCH_DIR, "RESULTS.md"))
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--timeout", type=int, default=1800)
+    ap.add_argument("--engine", choices=sorted(ENGINE_FUNCS), help=argparse.SUPPRESS)
+    ap.add_argument("--model-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--image", help=argparse.SUPPRESS)
+    ap.add_argument("--persons", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--json-out", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.engine:
+        common.engine_main(ENGINE_FUNCS, a)
+    else:
+        orchestrate(a)
+
+
+if __name__ == "__main__":
+    main()
