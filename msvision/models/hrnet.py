@@ -45,7 +45,9 @@ class HRNet(Model):
         path = weight_file(model_dir, ModelFile.TORCH_MODEL_FILE)
         return torch_state_dict(path, param_key=None), path
 
-    def _conv_bn(self, b: Builder, x, conv: str, bn: str, out: int, k: int, stride: int = 1, relu: bool = True):
+    def _conv_bn(
+        self, b: Builder, x, conv: str, bn: str, out: int, k: int, stride: int = 1, relu: bool = True
+    ):
         return b.conv_bn(
             x, conv, bn, out, k, stride=stride, padding=(k - 1) // 2, eps=BN_EPS, act="relu" if relu else None
         )
@@ -54,7 +56,9 @@ class HRNet(Model):
         out = planes * BOTTLENECK_EXPANSION
         residual = x
         if b.channels(x) != out:
-            residual = self._conv_bn(b, x, f"{prefix}.downsample.0", f"{prefix}.downsample.1", out, 1, relu=False)
+            residual = self._conv_bn(
+                b, x, f"{prefix}.downsample.0", f"{prefix}.downsample.1", out, 1, relu=False
+            )
         y = self._conv_bn(b, x, f"{prefix}.conv1", f"{prefix}.bn1", planes, 1)
         y = self._conv_bn(b, y, f"{prefix}.conv2", f"{prefix}.bn2", planes, 3)
         y = self._conv_bn(b, y, f"{prefix}.conv3", f"{prefix}.bn3", out, 1, relu=False)
@@ -63,7 +67,9 @@ class HRNet(Model):
     def _basic(self, b: Builder, x, prefix: str, planes: int):
         residual = x
         if b.channels(x) != planes:
-            residual = self._conv_bn(b, x, f"{prefix}.downsample.0", f"{prefix}.downsample.1", planes, 1, relu=False)
+            residual = self._conv_bn(
+                b, x, f"{prefix}.downsample.0", f"{prefix}.downsample.1", planes, 1, relu=False
+            )
         y = self._conv_bn(b, x, f"{prefix}.conv1", f"{prefix}.bn1", planes, 3)
         y = self._conv_bn(b, y, f"{prefix}.conv2", f"{prefix}.bn2", planes, 3, relu=False)
         return b.act(b.g.binary(y, residual, op="add"), "relu")
@@ -89,7 +95,14 @@ class HRNet(Model):
                     for k in range(i - j):
                         last = k == i - j - 1
                         t = self._conv_bn(
-                            b, t, f"{f}.{k}.0", f"{f}.{k}.1", widths[i] if last else widths[j], 3, 2, relu=not last
+                            b,
+                            t,
+                            f"{f}.{k}.0",
+                            f"{f}.{k}.1",
+                            widths[i] if last else widths[j],
+                            3,
+                            2,
+                            relu=not last,
                         )
                 y = t if y is None else b.g.binary(y, t, op="add")
             outs.append(b.act(y, "relu"))
@@ -123,7 +136,9 @@ class HRNet(Model):
         size = (HEATMAP_SIZE, HEATMAP_SIZE)
         y = b.g.concat([xs[0]] + [b.g.resize(t, mode="bilinear", size=size) for t in xs[1:]], axis=1)
         channels = b.channels(y)
-        y = b.conv_bn(y, "final_layer.0", "final_layer.1", channels, 1, conv_bias=True, eps=BN_EPS, act="relu")
+        y = b.conv_bn(
+            y, "final_layer.0", "final_layer.1", channels, 1, conv_bias=True, eps=BN_EPS, act="relu"
+        )
         return [b.conv(y, "final_layer.3", NUM_JOINTS, 1)]
 
 

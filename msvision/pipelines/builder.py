@@ -80,7 +80,9 @@ def pipeline(
     if framework not in (None, "pytorch", "tensorflow"):
         raise ValueError(f"unknown framework {framework!r}")
     if set(kwargs) - PIPELINE_OPTIONS:
-        raise TypeError(f"pipeline() got unexpected keyword arguments {sorted(set(kwargs) - PIPELINE_OPTIONS)}")
+        raise TypeError(
+            f"pipeline() got unexpected keyword arguments {sorted(set(kwargs) - PIPELINE_OPTIONS)}"
+        )
     validate_device(device)
     if task is None and model is None:
         raise ValueError("pipeline() needs a task or a model")

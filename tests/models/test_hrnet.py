@@ -90,7 +90,9 @@ def photos(shared_dir):
 def assert_same_keypoints(a, b, what):
     assert set(a) == {"boxes", "keypoints", "scores"}, what
     assert len(a["boxes"]) == len(b["boxes"]), what
-    np.testing.assert_allclose(np.array(a["boxes"]).reshape(-1, 4), np.array(b["boxes"]).reshape(-1, 4), atol=1e-3)
+    np.testing.assert_allclose(
+        np.array(a["boxes"]).reshape(-1, 4), np.array(b["boxes"]).reshape(-1, 4), atol=1e-3
+    )
     for ka, kb in zip(a["keypoints"], b["keypoints"]):
         assert len(ka) == hrnet.NUM_JOINTS and all(len(p) == 2 for p in ka), what
         np.testing.assert_allclose(ka, kb, atol=1e-3, err_msg=what)
@@ -221,11 +223,15 @@ def test_bad_detectors_inputs_and_model_dirs(model_dir, tmp_path):
     pipe = msvision.pipeline("body-2d-keypoints", model=model_dir, human_detector=not_a_dict)
     with pytest.raises(InvalidInputError, match="human detector returned list"):
         pipe(skimage_photo("astronaut.png"))
-    pipe = msvision.pipeline("body-2d-keypoints", model=model_dir, human_detector=lambda img: {"boxes": [[1, 2]]})
+    pipe = msvision.pipeline(
+        "body-2d-keypoints", model=model_dir, human_detector=lambda img: {"boxes": [[1, 2]]}
+    )
     with pytest.raises(InvalidInputError, match=r"shape \(1, 2\)"):
         pipe(skimage_photo("astronaut.png"))
     pipe = msvision.pipeline(
-        "body-2d-keypoints", model=model_dir, human_detector=FixedBoxes([[np.nan, 0, 10, 10], [600, 600, 700, 700]])
+        "body-2d-keypoints",
+        model=model_dir,
+        human_detector=FixedBoxes([[np.nan, 0, 10, 10], [600, 600, 700, 700]]),
     )
     assert pipe(skimage_photo("astronaut.png")) == {"boxes": [], "keypoints": [], "scores": []}  # no pixel
     with pytest.raises(InvalidInputError):

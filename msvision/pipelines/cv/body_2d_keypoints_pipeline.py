@@ -87,8 +87,8 @@ def person_boxes(detection) -> np.ndarray:
             f"the human detector returned {type(detection).__name__}, not a dict with 'boxes' and 'scores'"
         )
     boxes = detection["boxes"]
-    if hasattr(boxes, "cpu"):
-        boxes = boxes.cpu()
+    if hasattr(boxes, "cpu") and hasattr(boxes, "numpy"):  # a torch tensor
+        boxes = boxes.detach().cpu().numpy()
     boxes = np.array(boxes, dtype=np.float32)
     if boxes.size == 0:
         return np.zeros((0, 4), np.float32)
