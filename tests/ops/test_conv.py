@@ -102,6 +102,7 @@ WINO_CASES = [
     (1, 32, 40, 37, 16, (0, 2, 1, 0), 2, False),  # dilated, asymmetric padding
     (1, 48, 30, 30, 64, (0, 0, 0, 0), 1, True),  # no padding
     (1, 256, 20, 20, 256, (1, 1, 1, 1), 1, False),  # many channels (fan-in 2304)
+    (3, 96, 8, 8, 96, (1, 1, 1, 1), 1, True),  # a batch of 8x8 maps (HRNet's 8x8 branch for 3 persons)
 ]
 
 
@@ -224,6 +225,7 @@ def test_winograd_propagates_nan(monkeypatch, capfd):
         "dilation 3",
         "channels not a multiple of 16",
         "small map",
+        "8x8 map with large weights",
         "thin map",
         "batch of tiny images",
         "broadcast binary post-op",
@@ -245,6 +247,8 @@ def test_direct_conv_where_winograd_does_not_apply(why, monkeypatch, capfd):
         c = 24
     elif why == "small map":
         h = w_ = 15  # 225 output pixels
+    elif why == "8x8 map with large weights":
+        c, o, h, w_ = 384, 384, 8, 8  # one image: 21 MB of transformed weights for 64 pixels
     elif why == "thin map":
         h, w_, dil = 2, 200, 2  # dilated 4x4 tiles, mostly past the two rows
     elif why == "batch of tiny images":
