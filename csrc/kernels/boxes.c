@@ -2,6 +2,7 @@
  * (msv.h). */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../msv.h"
 
@@ -113,13 +114,154 @@ static int64_t torchvision_nms(const float *boxes, const float *scores, const in
     return kept;
 }
 
-/* Kept indices sorted by decreasing score (ties by index). */
+/* torch.sort(descending=True) on the CPU, ties included: libstdc++'s std::sort (introsort: median-of-three
+ * quicksort down to 16-element runs, heapsort past 2 log2 n levels, a final insertion sort) over (score, index)
+ * pairs with torch's comparator "a before b" = (isnan(a) && !isnan(b)) || a > b. Equal scores come out in
+ * whatever order that algorithm leaves them, which is what torchvision's batched_nms returns. */
+static int torch_before(const scored *a, const scored *b) {
+    return (isnan(a->score) && !isnan(b->score)) || a->score > b->score;
+}
+
+static void swap_scored(scored *a, scored *b) {
+    const scored t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static void unguarded_linear_insert(scored *last) {
+    const scored val = *last;
+    scored *next = last - 1;
+    while (torch_before(&val, next)) {
+        *last = *next;
+        last = next--;
+    }
+    *last = val;
+}
+
+static void insertion_sort(scored *first, scored *last) {
+    if (first == last) return;
+    for (scored *i = first + 1; i != last; ++i) {
+        if (torch_before(i, first)) {
+            const scored val = *i;
+            memmove(first + 1, first, sizeof(scored) * (size_t)(i - first));
+            *first = val;
+        } else {
+            unguarded_linear_insert(i);
+        }
+    }
+}
+
+static void push_heap(scored *first, int64_t hole, int64_t top, scored value) {
+    int64_t parent = (hole - 1) / 2;
+    while (hole > top && torch_before(first + parent, &value)) {
+        first[hole] = first[parent];
+        hole = parent;
+        parent = (hole - 1) / 2;
+    }
+    first[hole] = value;
+}
+
+static void adjust_heap(scored *first, int64_t hole, int64_t len, scored value) {
+    const int64_t top = hole;
+    int64_t child = hole;
+    while (child < (len - 1) / 2) {
+        child = 2 * (child + 1);
+        if (torch_before(first + child, first + (child - 1))) child--;
+        first[hole] = first[child];
+        hole = child;
+    }
+    if ((len & 1) == 0 && child == (len - 2) / 2) {
+        child = 2 * (child + 1);
+        first[hole] = first[child - 1];
+        hole = child - 1;
+    }
+    push_heap(first, hole, top, value);
+}
+
+static void heap_sort(scored *first, scored *last) {
+    const int64_t len = last - first;
+    if (len < 2) return;
+    for (int64_t parent = (len - 2) / 2;; parent--) {
+        adjust_heap(first, parent, len, first[parent]);
+        if (parent == 0) break;
+    }
+    while (last - first > 1) {
+        --last;
+        const scored value = *last;
+        *last = *first;
+        adjust_heap(first, 0, last - first, value);
+    }
+}
+
+static void move_median_to_first(scored *result, scored *a, scored *b, scored *c) {
+    if (torch_before(a, b)) {
+        if (torch_before(b, c))
+            swap_scored(result, b);
+        else if (torch_before(a, c))
+            swap_scored(result, c);
+        else
+            swap_scored(result, a);
+    } else if (torch_before(a, c)) {
+        swap_scored(result, a);
+    } else if (torch_before(b, c)) {
+        swap_scored(result, c);
+    } else {
+        swap_scored(result, b);
+    }
+}
+
+static scored *unguarded_partition(scored *first, scored *last, const scored *pivot) {
+    for (;;) {
+        while (torch_before(first, pivot))
+            ++first;
+        --last;
+        while (torch_before(pivot, last))
+            --last;
+        if (!(first < last)) return first;
+        swap_scored(first, last);
+        ++first;
+    }
+}
+
+#define STD_SORT_THRESHOLD 16
+
+static void introsort_loop(scored *first, scored *last, int64_t depth_limit) {
+    while (last - first > STD_SORT_THRESHOLD) {
+        if (depth_limit == 0) {
+            heap_sort(first, last);
+            return;
+        }
+        --depth_limit;
+        scored *mid = first + (last - first) / 2;
+        move_median_to_first(first, first + 1, mid, last - 1);
+        scored *cut = unguarded_partition(first + 1, last, first);
+        introsort_loop(cut, last, depth_limit);
+        last = cut;
+    }
+}
+
+static void torch_sort_desc(scored *first, int64_t n) {
+    if (n < 2) return;
+    int64_t lg = 0;
+    while ((n >> (lg + 1)) > 0)
+        lg++;
+    introsort_loop(first, first + n, 2 * lg);
+    if (n > STD_SORT_THRESHOLD) {
+        insertion_sort(first, first + STD_SORT_THRESHOLD);
+        for (scored *i = first + STD_SORT_THRESHOLD; i != first + n; ++i)
+            unguarded_linear_insert(i);
+    } else {
+        insertion_sort(first, first + n);
+    }
+}
+
+/* Kept indices (ascending) reordered as torchvision's scores[keep].sort(descending=True) orders them. */
 static int64_t sort_kept_by_score(const float *scores, int64_t *keep, int64_t k) {
     scored *order = malloc(sizeof(scored) * (size_t)(k ? k : 1));
     if (!order) return -1;
     for (int64_t i = 0; i < k; i++)
         order[i] = (scored){scores[keep[i]], keep[i]};
-    qsort(order, (size_t)k, sizeof(scored), by_score_desc);
+    torch_sort_desc(order, k);
     for (int64_t i = 0; i < k; i++)
         keep[i] = order[i].index;
     free(order);

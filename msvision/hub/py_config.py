@@ -3,7 +3,8 @@
 ModelScope imports such a file as a module (hence its ``trust_remote_code=True``) and keeps its top-level names.
 Here the file's syntax tree is evaluated instead, accepting only what a config holds: assignments of literals
 (numbers, strings, bytes, True/False/None, tuples, lists, dicts, sets, unary minus) to plain names, where a value
-may name a variable bound earlier in the file, plus docstrings. Anything else (calls, attribute access, imports,
+may name a variable bound earlier in the file (the same object, as in the imported module: no copy, so names
+nested in names cost nothing), plus docstrings. Anything else (calls, attribute access, imports,
 comprehensions, lambdas, f-strings, subscripts, operators, control flow) is refused with an error naming the line,
 so nothing in the file runs.
 """
@@ -11,7 +12,6 @@ so nothing in the file runs.
 from __future__ import annotations
 
 import ast
-import copy
 import os
 
 from ..errors import InvalidModelError
@@ -42,7 +42,7 @@ class _Evaluator:
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             if node.id not in self.names:
                 raise self.refuse(node, f"the name {node.id!r} (not assigned earlier in the file)")
-            return copy.deepcopy(self.names[node.id])
+            return self.names[node.id]
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             operand = self.value(node.operand, depth + 1)
             if isinstance(operand, bool) or not isinstance(operand, (int, float, complex)):
@@ -139,7 +139,10 @@ def read_python_config(path: str | os.PathLike[str]) -> dict[str, object]:
         raise InvalidModelError(f"{path}, line {e.lineno}: not valid Python: {e.msg}") from None
     except (RecursionError, MemoryError, ValueError) as e:
         raise InvalidModelError(f"{path}: cannot parse: {type(e).__name__}") from None
-    return _Evaluator(path).module(tree)
+    try:
+        return _Evaluator(path).module(tree)
+    except RecursionError:  # hashing a set element or dict key nested too deeply through names
+        raise InvalidModelError(f"{path}: values nested too deeply") from None
 
 
 def read_literal_file(path: str | os.PathLike[str], what: str) -> object:

@@ -187,6 +187,10 @@ def read_config(model_dir: str) -> dict:
             "with_spp": bool(backbone.get("with_spp", False)),
             "use_focus": bool(backbone.get("use_focus", False)),
             "act": _activation(backbone.get("act", "silu"), f"{path}: backbone.act"),
+            # ConvKXBNRELU falls back to torch.relu when act is None (get_activation(None) is the identity)
+            "stem_act": ACTIVATIONS["relu"]
+            if backbone.get("act", "silu") is None
+            else _activation(backbone.get("act", "silu"), f"{path}: backbone.act"),
             "reparam": bool(backbone.get("reparam", False)),
         },
         "neck": {
@@ -373,7 +377,8 @@ class DamoYolo(Model):
             w, bias = self._folded(b, f"{prefix}.conv.conv", f"{prefix}.conv.bn", out, 4 * cin, k)
             y = b.g.pixel_unshuffle(x, factor=2)
             return self._padded_conv(b, y, np.ascontiguousarray(w[:, focus_permutation(cin)]), bias, 1, act)
-        return self._conv_kx_bn(b, x, f"{prefix}.conv", info["out"], info["k"], info["s"], act=act)
+        stem_act = self.spec["backbone"]["stem_act"]
+        return self._conv_kx_bn(b, x, f"{prefix}.conv", info["out"], info["k"], info["s"], act=stem_act)
 
     def _backbone_res(self, b: Builder, x) -> list:
         spec = self.spec["backbone"]
@@ -424,8 +429,12 @@ class DamoYolo(Model):
     def _backbone_csp(self, b: Builder, x) -> list:
         spec = self.spec["backbone"]
         blocks = spec["structure"]
-        if len(blocks) != 6 or blocks[0]["class"] != "ConvKXBNRELU":
-            raise InvalidModelError(f"{self.spec['path']}: TinyNAS_csp needs a stem and five stages")
+        if (
+            len(blocks) != 6
+            or blocks[0]["class"] != "ConvKXBNRELU"
+            or any(blk["class"] == "ConvKXBNRELU" for blk in blocks[1:])
+        ):
+            raise InvalidModelError(f"{self.spec['path']}: TinyNAS_csp needs a stem and five SuperRes stages")
         features = []
         wrapper_act = ACTIVATIONS[CSP_WRAPPER_ACT]
         groups = [(blocks[1],), (blocks[2],), (blocks[3], blocks[4]), (blocks[5],)]
@@ -560,7 +569,7 @@ class DamoYolo(Model):
                 s = np.float32(stride)
                 out.append(np.stack([xs.ravel() * s, ys.ravel() * s, np.full(h * w, s, np.float32)], axis=1))
             if len(self._priors) >= 16:
-                self._priors.pop(next(iter(self._priors)))
+                self._priors.pop(next(iter(self._priors), None), None)  # concurrent callers may race here
             self._priors[key] = np.ascontiguousarray(np.concatenate(out))
         return self._priors[key]
 

@@ -44,7 +44,7 @@ DEFAULT_HUMAN_DETECTOR = "damo/cv_tinynas_human-detection_damoyolo"
 MMDET_HUMAN_DETECTOR = "damo/cv_resnet18_human-detection"
 
 
-def _default_detector():
+def _default_detector(threads, memory_limit):
     from ...hub import resolve_model_dir
     from ..builder import pipeline
 
@@ -67,12 +67,12 @@ def _default_detector():
             "modelscope's snapshot_download, or pass human_detector= (a detector model dir or id, or a callable "
             "returning {'boxes': (N, 4) x1 y1 x2 y2, 'scores': (N,)})"
         ) from None
-    return pipeline(model=model_dir)
+    return pipeline(model=model_dir, threads=threads, memory_limit=memory_limit)
 
 
 def _as_detector(human_detector, threads, memory_limit):
     if human_detector is None:
-        return _default_detector()
+        return _default_detector(threads, memory_limit)
     if callable(human_detector):
         return human_detector
     from ..builder import pipeline
