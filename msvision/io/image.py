@@ -39,6 +39,7 @@ from PIL import Image, ImageOps
 from ..errors import ImageDecodeError, InvalidInputError
 
 __all__ = [
+    "load_image_values",
     "DEFAULT_MAX_IMAGE_PIXELS",
     "DOWNLOAD_TIMEOUT_S",
     "MAX_DOWNLOAD_BYTES",
@@ -430,3 +431,16 @@ def load_image_array(x) -> np.ndarray:
     if path is not None:
         return np.array(_load_path(path))
     raise _type_error(x)
+
+
+def load_image_values(x) -> np.ndarray:
+    """HxWx3 **RGB** as ModelScope's ``LoadImage.convert_to_ndarray`` gives it to the pipelines that use it
+    directly: like :func:`load_image_array` (decoding, validation, errors), except that a non-uint8 array keeps its
+    own values and dtype (BGR flipped to RGB, a gray array repeated to 3 channels) instead of becoming uint8."""
+    rgb = load_image_array(x)
+    if isinstance(x, np.ndarray) and x.dtype != np.uint8:
+        src = x if x.ndim == 3 else x[:, :, None]
+        if src.shape[2] == 1:
+            src = np.repeat(src, 3, axis=2)
+        return src[:, :, ::-1]
+    return rgb

@@ -562,3 +562,17 @@ def test_decompression_bomb_refused_before_decoding(tmp_path):
     with pytest.raises(InvalidInputError, match=r"13000x13000 = 169000000 pixels.*MSVISION_MAX_IMAGE_PIXELS"):
         denoise(str(path))
     assert time.perf_counter() - start < 2
+
+
+def test_load_image_values_keeps_a_non_uint8_arrays_values():
+    """LoadImage.convert_to_ndarray semantics for the pipelines that use the array directly (MogFace,
+    DAMO-YOLO): BGR flipped to RGB and gray to 3 channels, without the uint8 cast of load_image_array."""
+    from msvision.io import load_image_values
+
+    bgr = np.arange(2 * 3 * 3, dtype=np.float32).reshape(2, 3, 3) * 13.25  # 0..225.25, not whole numbers
+    np.testing.assert_array_equal(load_image_values(bgr), bgr[:, :, ::-1])
+    gray = np.full((2, 2), 200.25, np.float64)
+    out = load_image_values(gray)
+    assert out.shape == (2, 2, 3) and out.dtype == np.float64 and (out == 200.25).all()
+    u8 = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    np.testing.assert_array_equal(load_image_values(u8), u8[:, :, ::-1])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._native import _C
-from ...io import load_image_array
+from ...io import load_image_values
 from ...io.geometry import resize_by
 from ...models.mogface import MogFace, priors
 from ...outputs import OutputKeys
@@ -35,15 +35,9 @@ KEEP_TOP_K = 750
 
 
 def _as_float_bgr(input) -> np.ndarray:
-    """HxWx3 float32 BGR: ModelScope's ``LoadImage.convert_to_ndarray(input).astype(float32)[:, :, ::-1]``."""
-    rgb = load_image_array(input)  # decoding, validation and errors as every msvision pipeline
-    if isinstance(input, np.ndarray) and input.dtype != np.uint8:
-        # ModelScope keeps an array's own values (no uint8 cast) for MogFace
-        src = input if input.ndim == 3 else input[:, :, None]
-        if src.shape[2] == 1:
-            src = np.repeat(src, 3, axis=2)
-        return np.ascontiguousarray(src, dtype=np.float32)
-    return np.ascontiguousarray(rgb[:, :, ::-1], dtype=np.float32)
+    """HxWx3 float32 BGR: ModelScope's ``LoadImage.convert_to_ndarray(input).astype(float32)[:, :, ::-1]``
+    (array inputs keep their own values, not cast to uint8)."""
+    return np.ascontiguousarray(load_image_values(input)[:, :, ::-1], dtype=np.float32)
 
 
 def decode(loc: np.ndarray, anchors: np.ndarray) -> np.ndarray:

@@ -17,23 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InvalidModelError
-from ...io import load_image_array
+from ...io import load_image_values
 from ...models.damoyolo import DamoYolo
 from ...outputs import OutputKeys
 from ..base import Pipeline
 
 DEFAULT_SIZE_DIVISIBLE = 32
-
-
-def _rgb(input) -> np.ndarray:
-    """HxWx3 RGB as ``LoadImage.convert_to_ndarray(input)`` gives it: uint8, or a non-uint8 array's own values."""
-    rgb = load_image_array(input)  # decoding, validation and errors as every msvision pipeline
-    if isinstance(input, np.ndarray) and input.dtype != np.uint8:
-        src = input if input.ndim == 3 else input[:, :, None]
-        if src.shape[2] == 1:
-            src = np.repeat(src, 3, axis=2)
-        return src[:, :, ::-1]
-    return rgb
 
 
 def _size_divisible(config: dict, model_dir: str) -> int:
@@ -51,7 +40,7 @@ class TinynasDetectionPipeline(Pipeline):
         self.model = DamoYolo(model_dir, config, self.threads, memory_limit=self.memory_limit)
 
     def preprocess(self, input):
-        image = _rgb(input)
+        image = load_image_values(input)  # RGB; a non-uint8 array keeps its values
         h, w = image.shape[:2]
         if self.size_divisible > 0:
             d = self.size_divisible
