@@ -45,12 +45,23 @@ def use_test_fixtures():
     return model_dirs
 
 
-def cached_model_dir(name: str, recipe: dict, build, rebuild: bool = False) -> str:
-    """benchmarks/out/<name>, built by ``build(dir)`` unless it already holds a model built from ``recipe``."""
+def use_test_oracle():
+    """tests/support/oracle.py: how the tests run ModelScope's pipelines (stand-ins included)."""
+    use_test_fixtures()
+    from support import oracle
+
+    return oracle
+
+
+def cached_model_dir(
+    name: str, recipe: dict, build, rebuild: bool = False, weights: str = "pytorch_model.pt"
+) -> str:
+    """benchmarks/out/<name>, built by ``build(dir)`` unless it already holds a model (its ``weights`` file)
+    built from ``recipe``."""
     model_dir = os.path.join(OUT_DIR, name)
     marker = os.path.join(model_dir, "bench_build.json")
     have = None
-    if os.path.isfile(marker) and os.path.isfile(os.path.join(model_dir, "pytorch_model.pt")):
+    if os.path.isfile(marker) and os.path.isfile(os.path.join(model_dir, weights)):
         with open(marker) as f:
             have = json.load(f)
     if have != recipe or rebuild:

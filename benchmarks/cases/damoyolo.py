@@ -59,16 +59,13 @@ def build_model_dir(dest: str, variant: str) -> str:
 
 def model_dir_for(variant: str, rebuild: bool) -> str:
     recipe = {"variant": variant, "builder": "tests/support/model_dirs.make_damoyolo_dir", "names": NAMES}
-    path = os.path.join(common.OUT_DIR, f"damoyolo_{variant}")
-    marker = os.path.join(path, "bench_build.json")
-    import json
-
-    if rebuild or not os.path.isfile(marker) or json.load(open(marker)) != recipe:
-        print(f"building DAMO-YOLO-{variant} in {path} ...", file=sys.stderr)
-        build_model_dir(path, variant)
-        with open(marker, "w") as f:
-            json.dump(recipe, f)
-    return path
+    return common.cached_model_dir(
+        f"damoyolo_{variant}",
+        recipe,
+        lambda d: build_model_dir(d, variant),
+        rebuild,
+        weights="damoyolo_model.pt",
+    )
 
 
 def make_image(width: int, height: int, directory: str) -> tuple[str, str]:

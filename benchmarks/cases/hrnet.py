@@ -42,23 +42,12 @@ def _detector(n, tensors=True):
 def engine_modelscope(a) -> dict:
     common.use_torchvision_stub()
     t0 = time.perf_counter()
-    import modelscope.pipelines.cv.body_2d_keypoints_pipeline as theirs
     import torch
 
     torch.set_num_threads(a.threads)
-    theirs.pipeline = lambda *args, **kwargs: _detector(a.persons)
-    from modelscope.pipelines import pipeline
-
-    pipe = pipeline("body-2d-keypoints", model=a.model_dir)
+    oracle = common.use_test_oracle()
+    pipe = oracle.modelscope_keypoints_pipeline(a.model_dir, _detector(a.persons))
     load_s = time.perf_counter() - t0
-    preprocess = pipe.preprocess
-
-    def tensor_image(x):
-        out = preprocess(x)
-        out["image"] = torch.from_numpy(np.ascontiguousarray(out["image"]))
-        return out
-
-    pipe.preprocess = tensor_image
     acc = [0.0]
     pipe.keypoint_model.forward = common.timed(pipe.keypoint_model.forward, acc)
     e2e, net = common.timed_e2e(lambda: pipe(a.image), acc, a.repeats, a.warmup)

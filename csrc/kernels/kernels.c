@@ -263,6 +263,13 @@ static inline void linear_source(int64_t out_i, int64_t in, int64_t out, float r
     *lambda = fminf(src - (float)*i0, 1.f);
 }
 
+/* Nearest's source index, as PyTorch: floor(i * ratio), clamped; an axis of unchanged size is copied. */
+static inline int64_t nearest_source(int64_t out_i, int64_t in, int64_t out, float ratio) {
+    if (in == out) return out_i;
+    const int64_t i = (int64_t)floorf((float)out_i * ratio);
+    return i > in - 1 ? in - 1 : i;
+}
+
 /* The same sampling for views whose channels are contiguous (NHWC: block 1, channel stride 1): per output pixel
  * the source pixels and weights once, then a loop over the channels (vectorised), rows in parallel. */
 MSV_MULTIVERSION
@@ -273,11 +280,9 @@ static void resize_channels_last(const msv_view *x, const msv_view *y, int mode,
         for (int64_t h = 0; h < y->h; h++) {
             const int64_t C = y->c;
             if (mode == 0) {
-                int64_t ih = y->h == x->h ? h : (int64_t)floorf((float)h * rh);
-                if (ih > x->h - 1) ih = x->h - 1;
+                const int64_t ih = nearest_source(h, x->h, y->h, rh);
                 for (int64_t w = 0; w < y->w; w++) {
-                    int64_t iw = y->w == x->w ? w : (int64_t)floorf((float)w * rw);
-                    if (iw > x->w - 1) iw = x->w - 1;
+                    const int64_t iw = nearest_source(w, x->w, y->w, rw);
                     const float *src = x->data + n * x->sn + ih * x->sh + iw * x->sw;
                     float *dst = y->data + n * y->sn + h * y->sh + w * y->sw;
                     for (int64_t c = 0; c < C; c++)
@@ -322,14 +327,10 @@ void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double sc
                         AT(y, n, c, h, w) = 0.f;
                     continue;
                 }
-                if (mode == 0) { /* PyTorch's nearest: floor(i * ratio), clamped; an unchanged axis is copied */
-                    int64_t ih = y->h == x->h ? h : (int64_t)floorf((float)h * rh);
-                    if (ih > x->h - 1) ih = x->h - 1;
-                    for (int64_t w = 0; w < y->w; w++) {
-                        int64_t iw = y->w == x->w ? w : (int64_t)floorf((float)w * rw);
-                        if (iw > x->w - 1) iw = x->w - 1;
-                        AT(y, n, c, h, w) = AT(x, n, c, ih, iw);
-                    }
+                if (mode == 0) {
+                    const int64_t ih = nearest_source(h, x->h, y->h, rh);
+                    for (int64_t w = 0; w < y->w; w++)
+                        AT(y, n, c, h, w) = AT(x, n, c, ih, nearest_source(w, x->w, y->w, rw));
                     continue;
                 }
                 int64_t y0;

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from support.model_dirs import make_damoyolo_dir, make_hrnet_dir, skimage_photo
+from support.oracle import modelscope_keypoints_pipeline
 
 import msvision
 from msvision.errors import InvalidInputError, InvalidModelError, ModelNotFoundError
@@ -49,24 +50,6 @@ class FixedBoxes:
             "boxes": torch.from_numpy(self.boxes.copy()),
             "labels": ["person"] * len(self.boxes),
         }
-
-
-def modelscope_keypoints(model_dir, detector, monkeypatch):
-    import modelscope.pipelines.cv.body_2d_keypoints_pipeline as theirs_module
-    import torch
-    from modelscope.pipelines import pipeline
-
-    monkeypatch.setattr(theirs_module, "pipeline", lambda *args, **kwargs: detector)
-    pipe = pipeline("body-2d-keypoints", model=model_dir)
-    preprocess = pipe.preprocess
-
-    def tensor_image(x):
-        out = preprocess(x)
-        out["image"] = torch.from_numpy(np.ascontiguousarray(out["image"]))
-        return out
-
-    pipe.preprocess = tensor_image
-    return pipe
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +87,7 @@ def assert_same_keypoints(a, b, what):
 @pytest.mark.parametrize("case", sorted(PHOTO_BOXES))
 def test_matches_modelscope_for_the_same_boxes(model_dir, photos, case, monkeypatch):
     detector = FixedBoxes(PHOTO_BOXES[case])
-    theirs = modelscope_keypoints(model_dir, detector, monkeypatch)
+    theirs = modelscope_keypoints_pipeline(model_dir, detector, patch=monkeypatch.setattr)
     ours = msvision.pipeline("body-2d-keypoints", model=model_dir, human_detector=detector, threads=2)
     calls = []
     run = ours.model.run
@@ -120,7 +103,7 @@ def test_matches_modelscope_for_the_same_boxes(model_dir, photos, case, monkeypa
 
 def test_input_kinds(model_dir, photos, monkeypatch):
     detector = FixedBoxes(PHOTO_BOXES["astronaut.png"])
-    theirs = modelscope_keypoints(model_dir, detector, monkeypatch)
+    theirs = modelscope_keypoints_pipeline(model_dir, detector, patch=monkeypatch.setattr)
     ours = msvision.pipeline("body-2d-keypoints", model=model_dir, human_detector=detector)
     path = photos["astronaut.png"]
     rgb = np.asarray(Image.open(path).convert("RGB"))
