@@ -103,7 +103,13 @@ def load_msvision_pipeline(task: str, model_dir: str, threads: int):
 
 def thread_env(threads: int) -> dict:
     """Environment sizing the OpenMP / MKL pools of every engine like the engines' own thread settings."""
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MSVISION_NUM_THREADS")
+    names = (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MSVISION_NUM_THREADS",
+        "TF_NUM_INTRAOP_THREADS",  # TensorFlow's pool (ModelScope's TF pipelines set no thread count themselves)
+    )
     return {var: str(threads) for var in names}
 
 

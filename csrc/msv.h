@@ -129,6 +129,10 @@ typedef enum msv_act {
     MSV_ACT_ELU,       /* alpha */
     MSV_ACT_EXP,
     MSV_ACT_LINEAR, /* alpha * x + beta */
+    MSV_ACT_SQUARE,
+    MSV_ACT_SQRT,
+    MSV_ACT_POW, /* alpha * x^beta (TF Rsqrt: 1, -0.5) */
+    MSV_ACT_ABS,
     MSV_ACT_COUNT
 } msv_act;
 
@@ -198,6 +202,9 @@ typedef enum msv_resize_mode {
     MSV_RESIZE_NEAREST,                /* torch 'nearest' (floor(dst * in / out)) */
     MSV_RESIZE_BILINEAR_HALF_PIXEL,    /* align_corners=False */
     MSV_RESIZE_BILINEAR_ALIGN_CORNERS, /* align_corners=True */
+    MSV_RESIZE_BILINEAR_ASYMMETRIC,    /* TF1's legacy ResizeBilinear: src = dst * in / out, not clamped below */
+    MSV_RESIZE_NEAREST_ALIGN_CORNERS,  /* TF ResizeNearestNeighbor align_corners: round(dst * (in-1) / (out-1)) */
+    MSV_RESIZE_NEAREST_HALF_PIXEL,     /* TF ResizeNearestNeighbor half_pixel_centers: floor((dst + 0.5) * in/out) */
     MSV_RESIZE_COUNT
 } msv_resize_mode;
 
@@ -215,10 +222,18 @@ typedef struct msv_concat_params {
     int axis;
 } msv_concat_params;
 
-/* pad: spatial zero-or-constant padding of a 4-D tensor. */
+typedef enum msv_pad_mode {
+    MSV_PAD_CONSTANT,  /* `value` */
+    MSV_PAD_REFLECT,   /* mirror without the edge (TF MirrorPad REFLECT, torch 'reflect'): pad < size */
+    MSV_PAD_SYMMETRIC, /* mirror with the edge (TF MirrorPad SYMMETRIC): pad <= size */
+    MSV_PAD_COUNT
+} msv_pad_mode;
+
+/* pad: spatial padding of a 4-D tensor with a constant or a mirror image of the border. */
 typedef struct msv_pad_params {
     int top, left, bottom, right;
     float value;
+    msv_pad_mode mode;
 } msv_pad_params;
 
 #define MSV_SLICE_END INT64_MAX /* slice end: to the end of the axis */

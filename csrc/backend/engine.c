@@ -157,6 +157,10 @@ dnnl_alg_kind_t msv_eltwise_alg(msv_act act, float *alpha, float *beta) {
     case MSV_ACT_ELU: return dnnl_eltwise_elu;
     case MSV_ACT_EXP: return dnnl_eltwise_exp;
     case MSV_ACT_LINEAR: return dnnl_eltwise_linear;
+    case MSV_ACT_SQUARE: return dnnl_eltwise_square;
+    case MSV_ACT_SQRT: return dnnl_eltwise_sqrt;
+    case MSV_ACT_POW: return dnnl_eltwise_pow;
+    case MSV_ACT_ABS: return dnnl_eltwise_abs;
     default: return dnnl_alg_kind_undef;
     }
 }

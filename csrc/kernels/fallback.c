@@ -24,6 +24,10 @@ float msv_eltwise_value(msv_act act, float alpha, float beta, float v) {
     case MSV_ACT_ELU: return v > 0 ? v : alpha * (expf(v) - 1.f);
     case MSV_ACT_EXP: return expf(v);
     case MSV_ACT_LINEAR: return alpha * v + beta;
+    case MSV_ACT_SQUARE: return v * v;
+    case MSV_ACT_SQRT: return sqrtf(v);
+    case MSV_ACT_POW: return alpha * powf(v, beta);
+    case MSV_ACT_ABS: return fabsf(v);
     default: return v;
     }
 }
@@ -126,6 +130,44 @@ void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float
                 }
                 for (int64_t c = y->c; c < y->c_padded; c++)
                     y->data[msv_view_offset(y, n, c, oh, ow)] = 0.f;
+            }
+}
+
+typedef float f16v __attribute__((vector_size(64)));
+typedef float f16v_unaligned __attribute__((vector_size(64), aligned(4), may_alias));
+
+/* Per output pixel and output channel: 16-lane partial sums over every tap and channel run in one register, one
+ * horizontal sum at the end (a reduction per tap, or sums kept in an array, would cost more than the multiplies). */
+MSV_MULTIVERSION
+void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
+                                 const msv_window *win) {
+    const int64_t kh = win->kh, kw = win->kw, C = x->c, O = y->c, C16 = C / 16 * 16;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t oh = 0; oh < y->h; oh++)
+            for (int64_t ow = 0; ow < y->w; ow++) {
+                float *py = y->data + n * y->sn + oh * y->sh + ow * y->sw;
+                for (int64_t o = 0; o < O; o++) {
+                    f16v acc = {0};
+                    float rest = bias ? bias[o] : 0.f;
+                    for (int64_t i = 0; i < kh; i++) {
+                        const int64_t ih = oh * win->sh - win->pad_t + i * win->dh;
+                        if (ih < 0 || ih >= x->h) continue;
+                        for (int64_t j = 0; j < kw; j++) {
+                            const int64_t iw = ow * win->sw - win->pad_l + j * win->dw;
+                            if (iw < 0 || iw >= x->w) continue;
+                            const float *px = x->data + n * x->sn + ih * x->sh + iw * x->sw; /* C contiguous */
+                            const float *k = taps + ((o * kh + i) * kw + j) * C;
+                            for (int64_t c = 0; c < C16; c += 16)
+                                acc += *(const f16v_unaligned *)(px + c) * *(const f16v_unaligned *)(k + c);
+                            for (int64_t c = C16; c < C; c++)
+                                rest += px[c] * k[c];
+                        }
+                    }
+                    for (int l = 0; l < 16; l++)
+                        rest += acc[l];
+                    py[o] = rest;
+                }
             }
 }
 

@@ -189,14 +189,22 @@ void msv_kernel_simple_gate(const msv_view *x, const msv_view *y) {
     }
 }
 
-void msv_kernel_pad(const msv_view *x, const msv_view *y, int64_t top, int64_t left, float value) {
+/* The source index of padded position i (i - pad) for a mirror: reflect maps -1 to 1, symmetric -1 to 0. */
+static inline int64_t mirror_source(int64_t i, int64_t size, int symmetric) {
+    if (i < 0) return symmetric ? -i - 1 : -i;
+    if (i >= size) return symmetric ? 2 * size - i - 1 : 2 * size - i - 2;
+    return i;
+}
+
+void msv_kernel_pad(const msv_view *x, const msv_view *y, int64_t top, int64_t left, float value, int mode) {
+    const int mirror = mode != MSV_PAD_CONSTANT, symmetric = mode == MSV_PAD_SYMMETRIC;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t h = 0; h < y->h; h++)
             for (int64_t c = 0; c < y->c_padded; c++) {
-                const int64_t ih = h - top;
+                const int64_t ih = mirror ? mirror_source(h - top, x->h, symmetric) : h - top;
                 for (int64_t w = 0; w < y->w; w++) {
-                    const int64_t iw = w - left;
+                    const int64_t iw = mirror ? mirror_source(w - left, x->w, symmetric) : w - left;
                     float v = value;
                     if (c >= y->c)
                         v = 0.f;
@@ -205,6 +213,27 @@ void msv_kernel_pad(const msv_view *x, const msv_view *y, int64_t top, int64_t l
                     AT(y, n, c, h, w) = v;
                 }
             }
+}
+
+void msv_kernel_copy_into(const msv_view *x, const msv_view *y, int64_t n0, int64_t c0, int64_t h0, int64_t w0) {
+    const int last_c = c0 + x->c == y->c; /* the copy that reaches y's channel padding zeroes it */
+    const int64_t c_end = last_c ? y->c_padded - c0 : x->c;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < x->n; n++)
+        for (int64_t h = 0; h < x->h; h++) {
+            if (x->block == 1 && y->block == 1 && x->scb == 1 && y->scb == 1 && !(last_c && y->c_padded > y->c)) {
+                for (int64_t w = 0; w < x->w; w++) {
+                    const float *src = x->data + n * x->sn + h * x->sh + w * x->sw;
+                    float *dst = y->data + (n + n0) * y->sn + c0 + (h + h0) * y->sh + (w + w0) * y->sw;
+                    for (int64_t c = 0; c < x->c; c++)
+                        dst[c] = src[c];
+                }
+                continue;
+            }
+            for (int64_t c = 0; c < c_end; c++)
+                for (int64_t w = 0; w < x->w; w++)
+                    AT(y, n + n0, c + c0, h + h0, w + w0) = c < x->c ? AT(x, n, c, h, w) : 0.f;
+        }
 }
 
 void msv_kernel_slice(const msv_view *x, const msv_view *y, int64_t n0, int64_t c0, int64_t h0, int64_t w0) {
@@ -240,49 +269,66 @@ void msv_kernel_pixel_unshuffle(const msv_view *x, const msv_view *y, int64_t r)
                 }
 }
 
-/* PyTorch's source-index computation (aten/src/ATen/native/UpSample.h semantics, re-derived):
- * scale = 1/scale_factor when a factor was given, else in/out; align_corners uses (in-1)/(out-1). */
+/* The source-index scale. PyTorch (aten/src/ATen/native/UpSample.h semantics, re-derived): 1/scale_factor when a
+ * factor was given, else in/out; align_corners uses (in-1)/(out-1). TensorFlow's CalculateResizeScale is the same
+ * in float. */
 static double area_scale(int64_t in, int64_t out, int align_corners, double given) {
     if (align_corners) return out > 1 ? (double)(in - 1) / (double)(out - 1) : 0.0;
     return given > 0 ? 1.0 / given : (double)in / (double)out;
 }
 
-/* Linear interpolation's first source index and the weight of the next, as PyTorch: an axis of unchanged size is
- * copied; otherwise the index is clamped to the input (float rounding can put the last one at `in` on inputs
- * above 2^24) and the weight to [0, 1]. */
-static inline void linear_source(int64_t out_i, int64_t in, int64_t out, float ratio, int align, int64_t *i0,
+static inline int align_mode(int mode) {
+    return mode == MSV_RESIZE_BILINEAR_ALIGN_CORNERS || mode == MSV_RESIZE_NEAREST_ALIGN_CORNERS;
+}
+
+static inline int is_nearest(int mode) {
+    return mode == MSV_RESIZE_NEAREST || mode == MSV_RESIZE_NEAREST_ALIGN_CORNERS ||
+           mode == MSV_RESIZE_NEAREST_HALF_PIXEL;
+}
+
+/* Linear interpolation's first source index and the weight of the next: an axis of unchanged size is copied;
+ * otherwise the index is clamped to the input (float rounding can put the last one at `in` on inputs above 2^24)
+ * and the weight to [0, 1]. Half-pixel sources below 0 clamp to 0 (PyTorch; TensorFlow's lower = upper = 0 there
+ * gives the same value); TF1's asymmetric source dst * in / out never is. */
+static inline void linear_source(int64_t out_i, int64_t in, int64_t out, float ratio, int mode, int64_t *i0,
                                  float *lambda) {
     if (in == out) {
         *i0 = out_i;
         *lambda = 0.f;
         return;
     }
-    float src = align ? ratio * (float)out_i : ratio * ((float)out_i + 0.5f) - 0.5f;
+    float src = mode == MSV_RESIZE_BILINEAR_HALF_PIXEL ? ratio * ((float)out_i + 0.5f) - 0.5f : ratio * (float)out_i;
     if (src < 0) src = 0;
     *i0 = (int64_t)src < in - 1 ? (int64_t)src : in - 1;
     *lambda = fminf(src - (float)*i0, 1.f);
 }
 
-/* Nearest's source index, as PyTorch: floor(i * ratio), clamped; an axis of unchanged size is copied. */
-static inline int64_t nearest_source(int64_t out_i, int64_t in, int64_t out, float ratio) {
+/* Nearest's source index, clamped; an axis of unchanged size is copied. PyTorch and TF legacy: floor(i * ratio);
+ * TF align_corners: round(i * ratio) (half away from zero); TF half_pixel_centers: floor((i + 0.5) * ratio). */
+static inline int64_t nearest_source(int64_t out_i, int64_t in, int64_t out, float ratio, int mode) {
     if (in == out) return out_i;
-    const int64_t i = (int64_t)floorf((float)out_i * ratio);
-    return i > in - 1 ? in - 1 : i;
+    int64_t i;
+    if (mode == MSV_RESIZE_NEAREST_ALIGN_CORNERS)
+        i = (int64_t)roundf((float)out_i * ratio);
+    else if (mode == MSV_RESIZE_NEAREST_HALF_PIXEL)
+        i = (int64_t)floorf(((float)out_i + 0.5f) * ratio);
+    else
+        i = (int64_t)floorf((float)out_i * ratio);
+    return i > in - 1 ? in - 1 : i < 0 ? 0 : i;
 }
 
 /* The same sampling for views whose channels are contiguous (NHWC: block 1, channel stride 1): per output pixel
  * the source pixels and weights once, then a loop over the channels (vectorised), rows in parallel. */
 MSV_MULTIVERSION
 static void resize_channels_last(const msv_view *x, const msv_view *y, int mode, float rh, float rw) {
-    const int align = mode == 2;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t h = 0; h < y->h; h++) {
             const int64_t C = y->c;
-            if (mode == 0) {
-                const int64_t ih = nearest_source(h, x->h, y->h, rh);
+            if (is_nearest(mode)) {
+                const int64_t ih = nearest_source(h, x->h, y->h, rh, mode);
                 for (int64_t w = 0; w < y->w; w++) {
-                    const int64_t iw = nearest_source(w, x->w, y->w, rw);
+                    const int64_t iw = nearest_source(w, x->w, y->w, rw, mode);
                     const float *src = x->data + n * x->sn + ih * x->sh + iw * x->sw;
                     float *dst = y->data + n * y->sn + h * y->sh + w * y->sw;
                     for (int64_t c = 0; c < C; c++)
@@ -292,13 +338,13 @@ static void resize_channels_last(const msv_view *x, const msv_view *y, int mode,
             }
             int64_t y0;
             float ly;
-            linear_source(h, x->h, y->h, rh, align, &y0, &ly);
+            linear_source(h, x->h, y->h, rh, mode, &y0, &ly);
             const int64_t y1 = y0 + (y0 < x->h - 1 ? 1 : 0);
             const float hy = 1.f - ly;
             for (int64_t w = 0; w < y->w; w++) {
                 int64_t x0;
                 float lx;
-                linear_source(w, x->w, y->w, rw, align, &x0, &lx);
+                linear_source(w, x->w, y->w, rw, mode, &x0, &lx);
                 const int64_t x1 = x0 + (x0 < x->w - 1 ? 1 : 0);
                 const float hx = 1.f - lx;
                 const float *a = x->data + n * x->sn + y0 * x->sh, *b = x->data + n * x->sn + y1 * x->sh;
@@ -311,7 +357,7 @@ static void resize_channels_last(const msv_view *x, const msv_view *y, int mode,
 }
 
 void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double scale_h, double scale_w) {
-    const int align = mode == 2;
+    const int align = align_mode(mode);
     const float rh = (float)area_scale(x->h, y->h, align, scale_h);
     const float rw = (float)area_scale(x->w, y->w, align, scale_w);
     if (x->block == 1 && y->block == 1 && x->scb == 1 && y->scb == 1 && y->c_padded == y->c) {
@@ -327,21 +373,21 @@ void msv_kernel_resize(const msv_view *x, const msv_view *y, int mode, double sc
                         AT(y, n, c, h, w) = 0.f;
                     continue;
                 }
-                if (mode == 0) {
-                    const int64_t ih = nearest_source(h, x->h, y->h, rh);
+                if (is_nearest(mode)) {
+                    const int64_t ih = nearest_source(h, x->h, y->h, rh, mode);
                     for (int64_t w = 0; w < y->w; w++)
-                        AT(y, n, c, h, w) = AT(x, n, c, ih, nearest_source(w, x->w, y->w, rw));
+                        AT(y, n, c, h, w) = AT(x, n, c, ih, nearest_source(w, x->w, y->w, rw, mode));
                     continue;
                 }
                 int64_t y0;
                 float ly;
-                linear_source(h, x->h, y->h, rh, align, &y0, &ly);
+                linear_source(h, x->h, y->h, rh, mode, &y0, &ly);
                 const int64_t y1 = y0 + (y0 < x->h - 1 ? 1 : 0);
                 const float hy = 1.f - ly;
                 for (int64_t w = 0; w < y->w; w++) {
                     int64_t x0;
                     float lx;
-                    linear_source(w, x->w, y->w, rw, align, &x0, &lx);
+                    linear_source(w, x->w, y->w, rw, mode, &x0, &lx);
                     const int64_t x1 = x0 + (x0 < x->w - 1 ? 1 : 0);
                     const float hx = 1.f - lx;
                     AT(y, n, c, h, w) = hy * (hx * AT(x, n, c, y0, x0) + lx * AT(x, n, c, y0, x1)) +

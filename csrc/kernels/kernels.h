@@ -39,7 +39,11 @@ void msv_kernel_layer_norm_channels(const msv_view *x, const msv_view *y, const 
 /* y[c] = x[c] * x[c + C/2]. */
 void msv_kernel_simple_gate(const msv_view *x, const msv_view *y);
 /* y = x placed at (top, left) inside a frame filled with value. */
-void msv_kernel_pad(const msv_view *x, const msv_view *y, int64_t top, int64_t left, float value);
+/* y[n0 + n, c0 + c, h0 + h, w0 + w] = x[n, c, h, w] over x's extent (concatenation; y's padding channels are
+ * zeroed by the copy that reaches them). */
+void msv_kernel_copy_into(const msv_view *x, const msv_view *y, int64_t n0, int64_t c0, int64_t h0, int64_t w0);
+/* mode: MSV_PAD_CONSTANT (value), MSV_PAD_REFLECT or MSV_PAD_SYMMETRIC (the shape rule bounds the padding) */
+void msv_kernel_pad(const msv_view *x, const msv_view *y, int64_t top, int64_t left, float value, int mode);
 /* y = x[n0:, c0:, h0:, w0:] cropped to y's size. */
 void msv_kernel_slice(const msv_view *x, const msv_view *y, int64_t n0, int64_t c0, int64_t h0, int64_t w0);
 /* PixelShuffle(r): y[c, h*r+i, w*r+j] = x[c*r*r + i*r + j, h, w]; unshuffle is the inverse. */
@@ -77,6 +81,11 @@ void msv_kernel_softmax_channels(const msv_view *x, const msv_view *y);
 /* Depthwise convolution (groups == C == O): w is (C, kh, kw), bias (C) or NULL. */
 void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float *w, const float *bias,
                                const msv_window *win);
+/* Convolution with at most MSV_FEW_OUTPUTS output channels (groups 1) on an NHWC x (channel stride 1): taps is
+ * (O, kh, kw, C), bias (O) or NULL. */
+#define MSV_FEW_OUTPUTS 4
+void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
+                                 const msv_window *win);
 /* Transposed convolution (torch ConvTranspose2d): w is (C, O/groups, kh, kw), bias (O) or NULL; win's pads are
  * the convolution's (output_padding only widens y). */
 void msv_kernel_deconv(const msv_view *x, const msv_view *y, const float *w, const float *bias, const msv_window *win,

@@ -170,7 +170,7 @@ static void output_tile(const float *m, int64_t plane, const msv_view *y, int64_
     while (cols < 4 && c0 + d * cols < y->w)
         cols++;
     const v16 zero = {0};
-    const v16 alpha = zero + e->alpha;
+    const v16 alpha = zero + e->alpha, beta = zero + e->beta;
     for (int64_t ch = 0; ch < y->c; ch += LANES) {
         v16 t[4][6];
         for (int j = 0; j < 6; j++) { /* A^T m: down each column */
@@ -198,6 +198,14 @@ static void output_tile(const float *m, int64_t plane, const msv_view *y, int64_
                     v16 e_neg = -(val * alpha);
                     exp16(&e_neg);
                     val = val / (1.f + e_neg);
+                } else if (e->act == MSV_WINO_ACT_CLIP) { /* NaN stays NaN, as oneDNN's clip */
+                    val = (v16)(((v16i)alpha & (val < alpha)) | ((v16i)val & ~(val < alpha)));
+                    val = (v16)(((v16i)beta & (val > beta)) | ((v16i)val & ~(val > beta)));
+                } else if (e->act == MSV_WINO_ACT_ELU) {
+                    const v16i negative = val < zero;
+                    v16 ex = (v16)((v16i)val & negative); /* exp of the negative lanes only (0 elsewhere) */
+                    exp16(&ex);
+                    val = (v16)(((v16i)(alpha * (ex - 1.f)) & negative) | ((v16i)val & ~negative));
                 }
                 STORE16(y->data + msv_view_offset(y, n, ch, r0 + d * i, c0 + d * j), val);
             }

@@ -61,13 +61,15 @@ typedef enum msv_wino_act {
     MSV_WINO_ACT_NONE,
     MSV_WINO_ACT_RELU,
     MSV_WINO_ACT_LEAKY_RELU,
-    MSV_WINO_ACT_SWISH /* x * sigmoid(alpha x): SiLU at alpha 1 */
+    MSV_WINO_ACT_SWISH, /* x * sigmoid(alpha x): SiLU at alpha 1 */
+    MSV_WINO_ACT_CLIP,  /* clamp to [alpha, beta] (ReLU6) */
+    MSV_WINO_ACT_ELU    /* x > 0 ? x : alpha (exp(x) - 1) */
 } msv_wino_act;
 typedef struct msv_wino_epilogue {
     const float *bias;        /* O values, or NULL */
     const msv_view *residual; /* or NULL; channels in runs of 16 like y */
     msv_wino_act act;
-    float alpha; /* leaky ReLU's negative slope, swish's alpha */
+    float alpha, beta; /* leaky ReLU's negative slope, swish's and ELU's alpha, clip's bounds */
 } msv_wino_epilogue;
 
 /* m: 36 matrices of rows x O (the products for tiles first .. first+count-1) -> those tiles of y, through the

@@ -25,6 +25,8 @@ PIPELINES = {
     Tasks.body_2d_keypoints: {
         "hrnetv2w32_body-2d-keypoints_image": "body_2d_keypoints_pipeline:Body2DKeypointsPipeline"
     },
+    Tasks.portrait_matting: {"unet-image-matting": "image_matting_pipeline:ImageMattingPipeline"},
+    Tasks.universal_matting: {"unet-universal-matting": "image_matting_pipeline:ImageMattingPipeline"},
 }
 # keyword arguments of pipeline() that only some implementations take (their class attribute ``options``)
 PIPELINE_OPTIONS = {"human_detector"}

@@ -42,6 +42,77 @@ def _write(target: str, name: str, data: bytes) -> None:
     (out / name).write_bytes(data)
 
 
+def graphdef_seeds() -> None:
+    """Small frozen graphs written by TensorFlow (when importable): a conv net with batch norm, constants of
+    several dtypes in tensor_content and in the typed fields (a broadcast float_val), list/shape/type/func
+    attrs. Run alone with ``python3 tests/fuzz/make_seeds.py graphdef``."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import tensorflow as tf
+    except ImportError:
+        print("tensorflow is not installed: graphdef seeds left as they are")
+        return
+    rng = np.random.default_rng(0)
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 3], name="image")
+        w = tf.constant(rng.standard_normal((3, 3, 3, 4)).astype(np.float32), name="w")
+        y = tf.nn.conv2d(x, w, [1, 2, 2, 1], "SAME")
+        scale, offset = tf.constant(np.ones(4, np.float32)), tf.constant(np.zeros(4, np.float32))
+        mean, var = tf.constant(1.5, shape=[4]), tf.constant(np.full(4, 2, np.float32))
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(y, scale, offset, mean, var, is_training=False)
+        y = tf.nn.max_pool2d(tf.nn.relu(y), [1, 2, 2, 1], [1, 2, 2, 1], "VALID")
+        tf.reshape(y, [-1, 16], name="out")
+    _write("graphdef", "convnet.pb", g.as_graph_def().SerializeToString())
+
+    g = tf.Graph()
+    with g.as_default():
+        tf.compat.v1.placeholder(tf.int64, None, name="unknown_rank")
+        tf.constant(np.array([-1, 2**40], np.int64), name="int64")
+        tf.constant([True, False], name="bools")
+        tf.constant(np.array([0.5, -2], np.float16), name="half")
+        tf.constant(np.array([1.5], np.float32), dtype=tf.bfloat16, name="bfloat16")
+        tf.constant([b"a", b"bc"], name="strings")
+        tf.constant(np.array([1 + 2j], np.complex64), name="complex")
+        tf.constant(-3, shape=[2, 2], dtype=tf.int8, name="int8_broadcast")
+        v = tf.compat.v1.placeholder(tf.float32, [2], name="v")
+        tf.identity_n([v, tf.cast(v, tf.int32)], name="identity_n")
+
+        @tf.function
+        def double(t):
+            return t * 2.0
+
+        double(v)
+    _write("graphdef", "constants.pb", g.as_graph_def(add_shapes=True).SerializeToString())
+
+    from tensorflow.core.framework import graph_pb2
+
+    gd = graph_pb2.GraphDef()
+    node = gd.node.add(name="attrs", op="Custom", input=["a:1", "^b"], device="/device:CPU:0")
+    node.attr["s"].s = b"bytes"
+    node.attr["i"].i = -5
+    node.attr["f"].f = 0.25
+    node.attr["b"].b = True
+    node.attr["type"].type = tf.float32.as_datatype_enum + 100  # a ref type
+    node.attr["shape"].shape.unknown_rank = True
+    node.attr["placeholder"].placeholder = "T"
+    node.attr["list_i"].list.i.extend([1, -1])
+    node.attr["list_f"].list.f.extend([0.5])
+    node.attr["list_b"].list.b.extend([True])
+    node.attr["list_type"].list.type.extend([tf.int32.as_datatype_enum])
+    node.attr["list_shape"].list.shape.add().dim.add(size=-1)
+    node.attr["list_tensor"].list.tensor.add().CopyFrom(tf.make_tensor_proto([1, 2]))
+    node.attr["list_func"].list.func.add(name="f").attr["n"].i = 1
+    node.attr["func"].func.name = "g"
+    few = node.attr["few_values"].tensor
+    few.CopyFrom(tf.make_tensor_proto(np.zeros(4, np.float32)))
+    few.ClearField("tensor_content")
+    few.float_val.extend([1.0, 2.0])  # the last value repeats
+    _write("graphdef", "attrs.pb", gd.SerializeToString())
+
+
 def main() -> None:
     for name, obj in _state_dicts().items():
         for legacy in (False, True):
@@ -128,4 +199,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] == ["graphdef"]:
+        graphdef_seeds()
+    else:
+        main()
+        graphdef_seeds()

@@ -115,6 +115,13 @@ def image(data: bytes) -> None:
     load_image_array(_as_file(data, "input.img"))
 
 
+def graphdef(data: bytes) -> None:
+    """A TensorFlow frozen graph (GraphDef .pb) through the wire-format reader: nodes, attrs and constants."""
+    from msvision.importers.tf.graphdef import read_graphdef
+
+    read_graphdef(_as_file(data, "tf_graph.pb"))
+
+
 TARGETS = {
     "torch_zip": torch_zip,
     "torch_legacy": torch_legacy,
@@ -125,6 +132,7 @@ TARGETS = {
     "structure": structure,
     "label_map": label_map,
     "image": image,
+    "graphdef": graphdef,
 }
 
 
@@ -153,6 +161,7 @@ def main() -> None:
 
         import msvision.checkpoint  # noqa: F401
         import msvision.hub  # noqa: F401
+        import msvision.importers.tf.graphdef  # noqa: F401
         import msvision.io  # noqa: F401
         import msvision.models.damoyolo  # noqa: F401
         import msvision.models.nafnet  # noqa: F401

@@ -137,11 +137,15 @@ def test_winograd_conv(case, layout, monkeypatch, capfd):
     )
 
 
-@pytest.mark.parametrize("post", ["add", "add relu", "leaky", "add leaky", "silu", "add silu", "swish 1.7"])
+@pytest.mark.parametrize(
+    "post",
+    ["add", "add relu", "leaky", "add leaky", "silu", "add silu", "swish 1.7", "relu6", "add elu", "elu 0.5"],
+)
 @pytest.mark.parametrize("case", [(1, 32, 27, 33, 48), (2, 16, 40, 17, 32)], ids=str)
 def test_winograd_epilogue_residual_and_leaky_relu(case, post, layout, monkeypatch, capfd):
     """Fused post-ops the output transform runs: a same-shape add (a residual, from another branch in any
-    layout) and then ReLU, leaky ReLU (slope 0.1) or swish (its vectorised exp: the products reach +-30 here)."""
+    layout) and then ReLU, leaky ReLU (slope 0.1), swish (its vectorised exp: the products reach +-30 here), clip
+    (TF's Relu6) or ELU."""
     n, c, h, w_, o = case
     monkeypatch.setenv("MSVISION_VERBOSE", "1")
     x, r = rand(n, c, h, w_, scale=10.0), rand(n, o, h, w_, seed=4)
@@ -157,6 +161,10 @@ def test_winograd_epilogue_residual_and_leaky_relu(case, post, layout, monkeypat
             y = g.eltwise(y, act="leaky_relu", alpha=0.1)
         elif "silu" in post or "swish" in post:
             y = g.eltwise(y, act="swish", alpha=1.7 if "swish" in post else 1.0)
+        elif "relu6" in post:
+            y = g.eltwise(y, act="clip", alpha=0.0, beta=6.0)
+        elif "elu" in post:
+            y = g.eltwise(y, act="elu", alpha=0.5 if "0.5" in post else 1.0)
         return y
 
     capfd.readouterr()
@@ -174,7 +182,47 @@ def test_winograd_epilogue_residual_and_leaky_relu(case, post, layout, monkeypat
     elif "silu" in post or "swish" in post:
         alpha = 1.7 if "swish" in post else 1.0
         ref = ref * torch.sigmoid(alpha * ref)
+    elif "relu6" in post:
+        ref = ref.clamp(0, 6)
+    elif "elu" in post:
+        ref = F.elu(ref, 0.5 if "0.5" in post else 1.0)
     close(out, ref, CONV_RTOL, WINO_ATOL_PER_SQRT_FAN_IN * math.sqrt(9 * c) * 20, f"winograd {post} {layout}")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (1, 32, 67, 70, 1, 3, 1, (1, 1, 1, 1), 1),  # a matting head: 32 -> 1
+        (2, 64, 70, 61, 2, 3, 1, (0, 1, 2, 0), 1),  # asymmetric padding
+        (1, 24, 140, 131, 4, 3, 2, (1, 1, 1, 1), 1),  # strided
+        (1, 17, 70, 64, 3, 5, 1, (4, 4, 4, 4), 2),  # dilated, channels not a multiple of 16
+        (1, 8, 64, 65, 1, 1, 1, (0, 0, 0, 0), 1),  # 1x1
+    ],
+    ids=str,
+)
+def test_conv_with_few_outputs(case, layout, monkeypatch, capfd):
+    """Up to 4 output channels over >= 8 input channels on large maps: the C kernel (oneDNN 3.2 runs these at a
+    few GFLOP/s), under every planner layout and with a fused sigmoid."""
+    n, c, h, w_, o, k, s, p, d = case
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")
+    x = rand(n, c, h, w_)
+    wt, b = weight(o, c, k, k, fan_in=c * k * k), rand(o, seed=2)
+
+    def build(g, i):
+        y = g.conv2d(
+            i, g.const(wt), bias=g.const(b), kernel=(k, k), stride=(s, s), padding=p, dilation=(d, d)
+        )
+        return [y, g.eltwise(y, act="sigmoid")]
+
+    capfd.readouterr()
+    out, activated = run_graph(build, [x])
+    plans = _plans(capfd)
+    assert any("few outputs" in line for line in plans), plans
+    ref = torch_conv(x, wt, b, (s, s), p, (d, d), 1)
+    close(out, ref, CONV_RTOL, conv_atol(c * k * k), f"few-outputs conv {case} {layout}")
+    close(
+        activated, torch.sigmoid(ref), CONV_RTOL, conv_atol(c * k * k), f"few-outputs conv + sigmoid {layout}"
+    )
 
 
 def test_winograd_reads_a_blocked_producer(monkeypatch, capfd):

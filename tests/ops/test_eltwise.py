@@ -38,6 +38,11 @@ ACTS = [
     ("elu", 0.5, 0.0, lambda t: F.elu(t, 0.5), TRANSCENDENTAL),
     ("exp", 0.0, 0.0, torch.exp, TRANSCENDENTAL),
     ("linear", 2.0, -0.5, lambda t: 2.0 * t - 0.5, EXACTISH),
+    ("square", 0.0, 0.0, torch.square, EXACTISH),
+    ("sqrt", 0.0, 0.0, torch.sqrt, TRANSCENDENTAL),  # NaN below 0 on both sides
+    ("pow", 1.0, -0.5, torch.rsqrt, TRANSCENDENTAL),  # TF's Rsqrt
+    ("pow", 2.0, 3.0, lambda t: 2.0 * t**3, TRANSCENDENTAL),
+    ("abs", 0.0, 0.0, torch.abs, EXACTISH),
 ]
 ACT_IDS = [f"{a[0]}_{a[1]}" for a in ACTS]
 

@@ -22,6 +22,8 @@ from support.ops import (
     weight,
 )
 
+from msvision import _C
+
 torch.set_num_threads(1)
 
 
@@ -37,6 +39,23 @@ def test_concat_single_and_repeated():
     a, b = run_graph(lambda g, i: [g.concat([i]), g.concat([i, i, i])], [x])
     exact(a, x, "concat of one")
     exact(b, np.concatenate([x, x, x], axis=1), "concat of the same tensor thrice")
+
+
+@pytest.mark.parametrize("axis", [1, 2, 3])
+def test_concat_of_few_channels(axis, layout):
+    """3 + 1 channels (an image and its alpha): oneDNN 3.2 concatenates those only on its reference kernel; the C
+    copy kernel takes them, behind a convolution (any producer layout) and straight from the inputs."""
+    a, b = rand(1, 3, 7, 5), rand(1, 1, 7, 5, seed=2)
+    if axis != 1:
+        b = rand(1, 3, 7, 5, seed=2)
+    (out,) = run_graph(lambda g, i, j: g.concat([i, j], axis=axis), [a, b])
+    exact(out, np.concatenate([a, b], axis=axis), f"concat axis {axis}")
+    out, ref = run_behind_conv(
+        lambda g, y: g.concat([y, g.eltwise(y, act="sigmoid")], axis=axis),
+        lambda t: torch.cat([t, torch.sigmoid(t)], dim=axis),
+        rand(1, 3, 7, 5),
+    )
+    close(out, ref, 1e-6, 1e-6, f"concat of 3 channels behind conv {layout}")
 
 
 @pytest.mark.parametrize("c1,c2", [(16, 32), (17, 5), (16, 16)])
@@ -65,6 +84,38 @@ def test_pad(pads, value, shape):
     x = rand(*shape)
     (out,) = run_graph(lambda g, i: g.pad(i, padding=(top, left, bottom, right), value=value), [x])
     exact(out, F.pad(t32(x), (left, right, top, bottom), value=value), f"pad {pads} {value}")
+
+
+@pytest.mark.parametrize("mode", ["reflect", "symmetric"])
+@pytest.mark.parametrize("pads", [(1, 0, 2, 3), (0, 0, 0, 0), (4, 4, 4, 4), (2, 1, 0, 4)], ids=str)
+@pytest.mark.parametrize("shape", [(2, 17, 5, 7), (1, 3, 7, 5)], ids=str)
+def test_mirror_pad(mode, pads, shape):
+    """TF MirrorPad: reflect mirrors without the edge row (pad < size), symmetric with it (pad <= size); 4 is the
+    most reflect allows on 5 rows."""
+    top, left, bottom, right = pads
+    x = rand(*shape)
+    (out,) = run_graph(lambda g, i: g.pad(i, padding=pads, mode=mode), [x])
+    exact(out, np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=mode), f"{mode} pad {pads}")
+
+
+@pytest.mark.parametrize(
+    "mode,pads", [("reflect", (5, 0, 0, 0)), ("reflect", (0, 0, 0, 7)), ("symmetric", (6, 0, 0, 0))]
+)
+def test_mirror_pad_refuses_pads_beyond_the_input(mode, pads):
+    g = _C.Graph()
+    i = g.input(shape=(1, 3, 5, 7))
+    with pytest.raises(_C.ShapeError, match=f"{mode} padding .* exceeds"):
+        g.pad(i, padding=pads, mode=mode)
+
+
+@pytest.mark.parametrize("c", [16, 17])
+def test_mirror_pad_after_conv(c, layout):
+    out, ref = run_behind_conv(
+        lambda g, y: g.pad(y, padding=(2, 1, 0, 3), mode="reflect"),
+        lambda t: F.pad(t, (1, 3, 2, 0), mode="reflect"),
+        rand(1, c, 7, 5),
+    )
+    exact(out, ref, f"reflect pad after conv {layout}")
 
 
 @pytest.mark.parametrize("c", [16, 17, 32])

@@ -136,3 +136,106 @@ def test_resize_like_refuses_align_corners():
     i, j = g.input(channels=5), g.input(channels=3)
     with pytest.raises(ValueError, match="resize_like needs .* nearest or bilinear"):
         g.resize_like(i, j, mode="bilinear_align_corners", scale=(2.0, 2.0))
+
+
+# ---- TensorFlow's resize modes (by size only), against NumPy transcriptions of TF's kernels -------------------
+
+
+def _tf_scale(n_in, n_out, align):
+    return (
+        np.float32((n_in - 1) / (n_out - 1)) if align and n_out > 1 else np.float32(n_in) / np.float32(n_out)
+    )
+
+
+def _tf_bilinear_weights(n_in, n_out, mode):
+    """tensorflow/core/kernels/image/resize_bilinear_op.cc compute_interpolation_weights, in float32."""
+    scale = _tf_scale(n_in, n_out, mode == "bilinear_align_corners")
+    out = []
+    for i in range(n_out):
+        src = (
+            (np.float32(i) + np.float32(0.5)) * scale - np.float32(0.5)
+            if mode == "bilinear"
+            else np.float32(i) * scale
+        )
+        lo = np.floor(src)
+        out.append((max(int(lo), 0), min(int(np.ceil(src)), n_in - 1), np.float32(src - lo)))
+    return out
+
+
+def _tf_nearest_index(n_in, n_out, mode):
+    """resize_nearest_neighbor_op.cc: legacy floor(i * s), align_corners round(i * s), half-pixel floor((i + .5) s)."""
+    scale = _tf_scale(n_in, n_out, mode == "nearest_align_corners")
+    idx = []
+    for i in range(n_out):
+        if mode == "nearest_align_corners":
+            v = int(np.floor(np.float32(i) * scale + np.float32(0.5)))  # roundf on non-negative values
+        elif mode == "nearest_half_pixel":
+            v = int(np.floor((np.float32(i) + np.float32(0.5)) * scale))
+        else:
+            v = int(np.floor(np.float32(i) * scale))
+        idx.append(max(0, min(v, n_in - 1)))
+    return np.array(idx)
+
+
+def _tf_resize_ref(mode, x, size):
+    (oh, ow), (h, w) = size, x.shape[2:]
+    if mode.startswith("nearest"):
+        return x[:, :, _tf_nearest_index(h, oh, mode)][:, :, :, _tf_nearest_index(w, ow, mode)]
+    y = np.zeros(x.shape[:2] + (oh, ow), np.float64)
+    wy, wx = _tf_bilinear_weights(h, oh, mode), _tf_bilinear_weights(w, ow, mode)
+    for i, (y0, y1, ly) in enumerate(wy):
+        for j, (x0, x1, lx) in enumerate(wx):
+            top = x[:, :, y0, x0] + (x[:, :, y0, x1] - x[:, :, y0, x0]) * lx
+            bottom = x[:, :, y1, x0] + (x[:, :, y1, x1] - x[:, :, y1, x0]) * lx
+            y[:, :, i, j] = top + (bottom - top) * ly
+    return y
+
+
+TF_MODES = [
+    "bilinear_asymmetric",
+    "nearest_align_corners",
+    "nearest_half_pixel",
+    "bilinear",
+    "bilinear_align_corners",
+]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (1, 3, 7, 5, (13, 17)),
+        (2, 2, 13, 17, (7, 5)),
+        (1, 1, 1, 1, (3, 2)),
+        (1, 4, 9, 9, (1, 1)),
+        (1, 17, 5, 6, (5, 6)),
+        (1, 3, 33, 31, (16, 47)),
+    ],
+)
+@pytest.mark.parametrize("mode", TF_MODES)
+def test_resize_tensorflow_modes(mode, case):
+    n, c, h, w_, size = case
+    x = rand(n, c, h, w_)
+    (out,) = run_graph(_resize_build(mode, size, None), [x])
+    ref = _tf_resize_ref(mode, x.astype(np.float64), size)
+    if mode.startswith("nearest"):
+        exact(out, ref.astype(np.float32), f"resize {mode} {case}")
+    else:
+        close(out, ref, 1e-5, 1e-5, f"resize {mode} {case}")
+
+
+@pytest.mark.parametrize("mode", ["bilinear_asymmetric", "nearest_half_pixel"])
+def test_resize_tensorflow_modes_after_conv(mode, layout):
+    out, ref = run_behind_conv(
+        _resize_build(mode, (11, 3), None),
+        lambda t: torch.from_numpy(_tf_resize_ref(mode, t.double().numpy(), (11, 3))),
+        rand(1, 17, 7, 5),
+    )
+    close(out, ref, 1e-5, 1e-5, f"resize {mode} after conv {layout}")
+
+
+@pytest.mark.parametrize("mode", ["bilinear_asymmetric", "nearest_align_corners", "nearest_half_pixel"])
+def test_tensorflow_modes_take_a_size_not_scales(mode):
+    g = _C.Graph()
+    i = g.input(channels=3)
+    with pytest.raises(_C.GraphError, match=f"resize mode {mode} takes an output size"):
+        g.resize(i, mode=mode, size=(0, 0), scale=(2.0, 2.0))

@@ -56,13 +56,14 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* The post-ops Winograd's epilogue runs: [add of a same-shape tensor], then [ReLU | leaky ReLU | swish]. *residual gets
- * the added tensor (-1: none), *act the activation. */
-static int winograd_post_ops(const msv_planner *pl, const msv_node *n, int *residual, msv_wino_act *act, float *alpha) {
+/* The post-ops Winograd's epilogue runs: [add of a same-shape tensor], then [ReLU | leaky ReLU | swish | clip |
+ * ELU]. *residual gets the added tensor (-1: none), *act the activation and its parameters. */
+static int winograd_post_ops(const msv_planner *pl, const msv_node *n, int *residual, msv_wino_act *act, float *alpha,
+                             float *beta) {
     int k = 0;
     *residual = -1;
     *act = MSV_WINO_ACT_NONE;
-    *alpha = 0.f;
+    *alpha = *beta = 0.f;
     if (k < n->n_post && n->post[k].kind == MSV_POST_BINARY && n->post[k].op == MSV_BIN_ADD) {
         const msv_shape a = pl->shapes[n->post[k].tensor], y = pl->shapes[n->out];
         if (a.ndims != y.ndims || memcmp(a.dims, y.dims, sizeof(int64_t) * (size_t)y.ndims) != 0) return 0;
@@ -73,9 +74,15 @@ static int winograd_post_ops(const msv_planner *pl, const msv_node *n, int *resi
         const msv_eltwise_params *e = &n->post[k].eltwise;
         if (e->act == MSV_ACT_RELU) {
             *act = MSV_WINO_ACT_RELU;
-        } else if (e->act == MSV_ACT_LEAKY_RELU || e->act == MSV_ACT_SWISH) {
-            *act = e->act == MSV_ACT_SWISH ? MSV_WINO_ACT_SWISH : MSV_WINO_ACT_LEAKY_RELU;
+        } else if (e->act == MSV_ACT_LEAKY_RELU || e->act == MSV_ACT_SWISH || e->act == MSV_ACT_ELU) {
+            *act = e->act == MSV_ACT_SWISH ? MSV_WINO_ACT_SWISH
+                   : e->act == MSV_ACT_ELU ? MSV_WINO_ACT_ELU
+                                           : MSV_WINO_ACT_LEAKY_RELU;
             *alpha = e->alpha;
+        } else if (e->act == MSV_ACT_CLIP) {
+            *act = MSV_WINO_ACT_CLIP;
+            *alpha = e->alpha;
+            *beta = e->beta;
         } else {
             return 0;
         }
@@ -99,8 +106,8 @@ static int wants_winograd(const msv_planner *pl, const msv_node *n) {
         return 0;
     int residual;
     msv_wino_act act;
-    float alpha;
-    return winograd_post_ops(pl, n, &residual, &act, &alpha);
+    float alpha, beta;
+    return winograd_post_ops(pl, n, &residual, &act, &alpha, &beta);
 }
 
 static msv_status run_winograd(const msv_step *s, msv_exec *x) {
@@ -185,8 +192,8 @@ static msv_status plan_winograd(msv_planner *pl, const msv_node *n, int *planned
     }
     int residual_tensor;
     msv_wino_act act;
-    float alpha;
-    winograd_post_ops(pl, n, &residual_tensor, &act, &alpha);
+    float alpha, beta;
+    winograd_post_ops(pl, n, &residual_tensor, &act, &alpha, &beta);
     msv_view vr;
     int res = -1;
     if (src >= 0 && residual_tensor >= 0) {
@@ -245,8 +252,8 @@ static msv_status plan_winograd(msv_planner *pl, const msv_node *n, int *planned
         free(state);
         return pl->err->status;
     }
-    *state = (wino_state){geo, rows,     v,
-                          m,   res >= 0, {n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL, NULL, act, alpha}};
+    *state = (wino_state){
+        geo, rows, v, m, res >= 0, {n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL, NULL, act, alpha, beta}};
     s->run = run_winograd;
     s->state = state;
     s->free_state = free;
@@ -405,16 +412,72 @@ typedef struct conv_kernel_state {
     msv_window win;
     int64_t groups;
     int deconv;
+    float *taps; /* few-outputs convolution: the weights as (O, kh, kw, C), owned */
 } conv_kernel_state;
+
+static void free_conv_kernel_state(void *p) {
+    conv_kernel_state *st = p;
+    if (st) free(st->taps);
+    free(st);
+}
 
 static msv_status run_conv_kernel(const msv_step *s, msv_exec *x) {
     const conv_kernel_state *st = s->state;
     const msv_view src = msv_exec_view(x, s, 0), dst = msv_exec_view(x, s, 1);
-    if (st->deconv)
+    if (st->taps)
+        msv_kernel_conv_few_outputs(&src, &dst, st->taps, st->bias, &st->win);
+    else if (st->deconv)
         msv_kernel_deconv(&src, &dst, st->weights, st->bias, &st->win, st->groups);
     else
         msv_kernel_depthwise_conv(&src, &dst, st->weights, st->bias, &st->win);
     return MSV_OK;
+}
+
+/* Convolutions with a few output channels over many input channels (a matting or segmentation head: 32 -> 1):
+ * oneDNN 3.2 runs them at a few GFLOP/s; the C kernel's per-pixel dot products over contiguous channels are ~5x
+ * faster. Its input is the producer's NHWC tensor (a blocked one is reordered). */
+static int wants_few_outputs_kernel(const msv_planner *pl, const msv_node *n) {
+    const msv_shape xs = pl->shapes[n->in[0]], ys = pl->shapes[n->out];
+    return n->kind == MSV_OP_CONV2D && n->p.conv.groups == 1 && ys.dims[1] <= MSV_FEW_OUTPUTS && xs.dims[1] >= 8 &&
+           ys.dims[2] * ys.dims[3] >= 4096;
+}
+
+static msv_status plan_few_outputs_kernel(msv_planner *pl, const msv_node *n) {
+    const msv_shape xs = pl->shapes[n->in[0]], ys = pl->shapes[n->out];
+    const msv_window win = msv_conv_window(pl->g, n);
+    const int64_t O = ys.dims[1], C = xs.dims[1], taps = (int64_t)win.kh * win.kw;
+    conv_kernel_state *st = calloc(1, sizeof(*st));
+    float *packed = malloc(sizeof(float) * (size_t)(O * taps * C));
+    int src = msv_pl_entry(pl, n->in[0]);
+    dnnl_memory_desc_t nhwc = msv_md(4, xs.dims, dnnl_nhwc), ymd = msv_md(4, ys.dims, dnnl_nhwc);
+    if (src >= 0 && nhwc) src = msv_pl_converted(pl, src, nhwc);
+    int out = src >= 0 && ymd ? msv_pl_output(pl, n, ymd) : -1;
+    dnnl_memory_desc_destroy(nhwc);
+    dnnl_memory_desc_destroy(ymd);
+    msv_view vx, vy;
+    if (!st || !packed || out < 0 || !msv_md_to_view(pl->p->entries[src].md, &vx) ||
+        !msv_md_to_view(pl->p->entries[out].md, &vy)) {
+        free(st);
+        free(packed);
+        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    const float *w = pl->g->tensors[n->in[1]].data; /* (O, C, kh, kw) */
+    for (int64_t o = 0; o < O; o++)
+        for (int64_t t = 0; t < taps; t++)
+            for (int64_t c = 0; c < C; c++)
+                packed[(o * taps + t) * C + c] = w[(o * C + c) * taps + t];
+    *st = (conv_kernel_state){.bias = n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL, .win = win, .taps = packed};
+    msv_step *s = msv_pl_kernel(pl, run_conv_kernel, n, "few outputs");
+    if (!s) {
+        free_conv_kernel_state(st);
+        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    s->state = st;
+    s->free_state = free_conv_kernel_state;
+    pl->p->entries[out].def = pl->p->n_steps - 1;
+    msv_pl_kernel_view(pl, s, src, &vx);
+    msv_pl_kernel_view(pl, s, out, &vy);
+    return n->n_post ? msv_pl_post_ops_kernel(pl, n, 0, out) : MSV_OK;
 }
 
 /* Whether a C kernel takes n: depthwise convolutions (groups == C == O) and transposed convolutions. */
@@ -435,6 +498,7 @@ static msv_status plan_conv_kernel(msv_planner *pl, const msv_node *n) {
 /* ------------------------------------------------------------------ planning */
 
 static msv_status plan_conv(msv_planner *pl, const msv_node *n) {
+    if (wants_few_outputs_kernel(pl, n)) return plan_few_outputs_kernel(pl, n);
     if (wants_winograd(pl, n)) {
         int planned;
         msv_status st = plan_winograd(pl, n, &planned);

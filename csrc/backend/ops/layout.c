@@ -1,8 +1,57 @@
-/* layout.c - planners of concat (oneDNN), pad, slice and the pixel shuffles (C kernels). */
+/* layout.c - planners of concat (oneDNN; a C kernel where oneDNN has only its reference one), pad, slice and the
+ * pixel shuffles (C kernels). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../planner.h"
+
+typedef struct concat_state {
+    int n_in, axis;
+} concat_state;
+
+static msv_status run_concat(const msv_step *s, msv_exec *x) {
+    const concat_state *st = s->state;
+    const msv_view y = msv_exec_view(x, s, st->n_in);
+    int64_t at = 0;
+    for (int i = 0; i < st->n_in; i++) {
+        const msv_view a = msv_exec_view(x, s, i);
+        const int64_t off[4] = {st->axis == 0 ? at : 0, st->axis == 1 ? at : 0, st->axis == 2 ? at : 0,
+                                st->axis == 3 ? at : 0};
+        msv_kernel_copy_into(&a, &y, off[0], off[1], off[2], off[3]);
+        at += st->axis == 0 ? a.n : st->axis == 1 ? a.c : st->axis == 2 ? a.h : a.w;
+    }
+    return MSV_OK;
+}
+
+/* 4-D concatenation as copies into an NHWC result, for inputs oneDNN would concatenate on its reference kernel
+ * (channel counts such as 3 + 1, or layouts that differ). */
+static msv_status plan_concat_kernel(msv_planner *pl, const msv_node *n) {
+    msv_view views[MSV_MAX_INPUTS + 1];
+    int entries[MSV_MAX_INPUTS + 1];
+    for (int i = 0; i < n->n_in; i++) {
+        entries[i] = msv_pl_view(pl, n->in[i], &views[i]);
+        if (entries[i] < 0) return pl->err->status;
+    }
+    dnnl_memory_desc_t ymd = msv_md(4, pl->shapes[n->out].dims, dnnl_nhwc);
+    const int out = ymd ? msv_pl_output(pl, n, ymd) : -1;
+    dnnl_memory_desc_destroy(ymd);
+    if (out < 0 || !msv_md_to_view(pl->p->entries[out].md, &views[n->n_in]))
+        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_BACKEND, "cannot lay out concat");
+    concat_state *state = malloc(sizeof *state);
+    msv_step *s = state ? msv_pl_kernel(pl, run_concat, n, "") : NULL;
+    if (!s) {
+        free(state);
+        return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    *state = (concat_state){.n_in = n->n_in, .axis = n->p.concat.axis};
+    s->state = state;
+    s->free_state = free;
+    pl->p->entries[out].def = pl->p->n_steps - 1;
+    for (int i = 0; i < n->n_in; i++)
+        msv_pl_kernel_view(pl, s, entries[i], &views[i]);
+    msv_pl_kernel_view(pl, s, out, &views[n->n_in]);
+    return n->n_post ? msv_pl_post_ops_kernel(pl, n, 0, out) : MSV_OK;
+}
 
 msv_status msv_plan_concat(msv_planner *pl, const msv_node *n) {
     const msv_shape ys = pl->shapes[n->out];
@@ -23,20 +72,11 @@ msv_status msv_plan_concat(msv_planner *pl, const msv_node *n) {
         dnnl_primitive_desc_t pd = NULL;
         dnnl_status_t s =
             dnnl_concat_primitive_desc_create(&pd, pl->engine, dany, n->n_in, n->p.concat.axis, mds, attr);
-        if (s == dnnl_success && msv_is_ref(pd) && ys.ndims == 4) { /* inputs in different layouts: all to NHWC */
+        if (s == dnnl_success && msv_is_ref(pd) && ys.ndims == 4) {
             dnnl_primitive_desc_destroy(pd);
-            pd = NULL;
-            for (int i = 0; i < n->n_in && s == dnnl_success; i++) {
-                dnnl_memory_desc_t nhwc = msv_md(4, pl->shapes[n->in[i]].dims, dnnl_nhwc);
-                entries[i] = nhwc ? msv_pl_converted(pl, entries[i], nhwc) : -1;
-                dnnl_memory_desc_destroy(nhwc);
-                if (entries[i] < 0)
-                    s = dnnl_out_of_memory;
-                else
-                    mds[i] = pl->p->entries[entries[i]].md;
-            }
-            if (s == dnnl_success)
-                s = dnnl_concat_primitive_desc_create(&pd, pl->engine, dany, n->n_in, n->p.concat.axis, mds, attr);
+            dnnl_memory_desc_destroy(dany);
+            dnnl_primitive_attr_destroy(attr);
+            return plan_concat_kernel(pl, n);
         }
         st = s == dnnl_success && msv_is_ref(pd) ? msv_pl_allow_ref(pl, n, pd) : MSV_OK;
         if (st == MSV_OK)
@@ -52,7 +92,7 @@ msv_status msv_plan_concat(msv_planner *pl, const msv_node *n) {
 static msv_status run_pad(const msv_step *s, msv_exec *x) {
     const msv_view a = msv_exec_view(x, s, 0), y = msv_exec_view(x, s, 1);
     const msv_pad_params *p = &s->node->p.pad;
-    msv_kernel_pad(&a, &y, p->top, p->left, p->value);
+    msv_kernel_pad(&a, &y, p->top, p->left, p->value, p->mode);
     return MSV_OK;
 }
 

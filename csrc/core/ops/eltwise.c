@@ -1,13 +1,16 @@
 /* eltwise.c - eltwise and prelu: signatures and shape rules. */
 #include "ops_util.h"
 
-static const char *const k_acts[] = {"relu",      "leaky_relu", "sigmoid", "tanh", "gelu_erf", "gelu_tanh", "swish",
-                                     "hardswish", "clip",       "elu",     "exp",  "linear",   NULL};
+static const char *const k_acts[] = {"relu",   "leaky_relu", "sigmoid", "tanh", "gelu_erf", "gelu_tanh",
+                                     "swish",  "hardswish",  "clip",    "elu",  "exp",      "linear",
+                                     "square", "sqrt",       "pow",     "abs",  NULL};
 static const msv_eltwise_params eltwise_defaults = {.act = MSV_ACT_RELU};
 
 const msv_signature msv_signature_eltwise = {
     .doc = "y = act(x): relu, leaky_relu (alpha: slope), sigmoid, tanh, gelu_erf, gelu_tanh, swish (x * "
-           "sigmoid(alpha * x)), hardswish, clip (to [alpha, beta]), elu (alpha), exp, linear (alpha * x + beta)",
+           "sigmoid(alpha * x)), hardswish, clip (to [alpha, beta]), elu (alpha), exp, linear (alpha * x + beta), "
+           "square, sqrt, pow (alpha * x^beta), "
+           "abs",
     .inputs = {"x"},
     .n_inputs = 1,
     .fields = {ENUM_FIELD(msv_eltwise_params, act, k_acts, "act", "activation"),

@@ -2,7 +2,8 @@
 #include "ops_util.h"
 
 static const msv_concat_params concat_defaults = {.axis = 1};
-static const msv_pad_params pad_defaults = {0};
+static const char *const k_pad_modes[] = {"constant", "reflect", "symmetric", NULL};
+static const msv_pad_params pad_defaults = {.mode = MSV_PAD_CONSTANT};
 static const msv_slice_params slice_defaults = {
     .end = {MSV_SLICE_END, MSV_SLICE_END, MSV_SLICE_END, MSV_SLICE_END, MSV_SLICE_END}};
 static const msv_shuffle_params shuffle_defaults = {.factor = 1};
@@ -21,12 +22,14 @@ const msv_signature msv_signature_concat = {
 };
 
 const msv_signature msv_signature_pad = {
-    .doc = "spatial padding of a 4-D tensor with a constant",
+    .doc = "spatial padding of a 4-D tensor: with a constant `value`, or the border mirrored (reflect: without "
+           "the edge row, symmetric: with it; TF MirrorPad)",
     .inputs = {"x"},
     .n_inputs = 1,
     .fields = {FIELD(msv_pad_params, top, MSV_FIELD_PADDING, "padding", "(top, left, bottom, right)"),
-               FIELD(msv_pad_params, value, MSV_FIELD_FLOAT, "value", "the fill value")},
-    .n_fields = 2,
+               FIELD(msv_pad_params, value, MSV_FIELD_FLOAT, "value", "the fill value"),
+               ENUM_FIELD(msv_pad_params, mode, k_pad_modes, "mode", "constant, reflect or symmetric")},
+    .n_fields = 3,
     .params_size = sizeof(msv_pad_params),
     .defaults = &pad_defaults,
 };
@@ -93,7 +96,19 @@ msv_status msv_shape_pad(const msv_graph *g, const msv_node *n, const msv_shape 
     for (int i = 0; i < 4; i++)
         if (pads[i] < 0 || pads[i] > MAX_PAD)
             return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "padding must lie in 0..%d", MAX_PAD);
+    if ((int)p->mode < 0 || p->mode >= MSV_PAD_COUNT)
+        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "unknown pad mode %d", (int)p->mode);
     const msv_shape x = shapes[n->in[0]];
+    if (p->mode != MSV_PAD_CONSTANT) {
+        /* a mirror reaches at most size - 1 (reflect) or size (symmetric) rows beyond each edge */
+        const int64_t slack = p->mode == MSV_PAD_REFLECT ? 1 : 0;
+        const int64_t h = x.dims[2], w = x.dims[3];
+        if ((msv_known(h) && (p->top > h - slack || p->bottom > h - slack)) ||
+            (msv_known(w) && (p->left > w - slack || p->right > w - slack)))
+            return msv_set_error(err, MSV_ERR_SHAPE, "%s padding (%d, %d, %d, %d) exceeds the %s of a %lldx%lld input",
+                                 k_pad_modes[p->mode], p->top, p->left, p->bottom, p->right,
+                                 slack ? "size - 1" : "size", (long long)h, (long long)w);
+    }
     *out = msv_shape4(x.dims[0], x.dims[1], msv_known(x.dims[2]) ? x.dims[2] + p->top + p->bottom : MSV_DYNAMIC,
                       msv_known(x.dims[3]) ? x.dims[3] + p->left + p->right : MSV_DYNAMIC);
     return MSV_OK;

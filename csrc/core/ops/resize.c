@@ -3,13 +3,20 @@
 
 #include "ops_util.h"
 
-static const char *const k_modes[] = {"nearest", "bilinear", "bilinear_align_corners", NULL};
+static const char *const k_modes[] = {"nearest",
+                                      "bilinear",
+                                      "bilinear_align_corners",
+                                      "bilinear_asymmetric",
+                                      "nearest_align_corners",
+                                      "nearest_half_pixel",
+                                      NULL};
 static const msv_resize_params resize_defaults = {.mode = MSV_RESIZE_NEAREST};
 
 const msv_signature msv_signature_resize = {
     .doc = "torch F.interpolate on a 4-D tensor: to `size` (h, w), or by `scale` (torch's scale_factor: the output "
            "is floor(in * scale) and the sampling uses 1 / scale); nearest, bilinear (align_corners=False) or "
-           "bilinear_align_corners",
+           "bilinear_align_corners; by size only, TensorFlow's bilinear_asymmetric (TF1's legacy src = dst * in / "
+           "out), nearest_align_corners (rounded) and nearest_half_pixel",
     .inputs = {"x"},
     .n_inputs = 1,
     .fields = {ENUM_FIELD(msv_resize_params, mode, k_modes, "mode", "resize mode"),
@@ -55,6 +62,9 @@ msv_status msv_shape_resize(const msv_graph *g, const msv_node *n, const msv_sha
         (!sized && !(valid_scale(p->scale_h) && valid_scale(p->scale_w))) || p->out_h < 0 || p->out_w < 0)
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "resize needs an output size or scale factors in (0, %g]",
                              MSV_MAX_SCALE);
+    if (!sized && p->mode > MSV_RESIZE_BILINEAR_ALIGN_CORNERS)
+        return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "resize mode %s takes an output size, not scale factors",
+                             k_modes[p->mode]);
     const msv_shape x = shapes[n->in[0]];
     const int64_t oh = sized ? p->out_h : scaled(x.dims[2], p->scale_h);
     const int64_t ow = sized ? p->out_w : scaled(x.dims[3], p->scale_w);
@@ -70,7 +80,7 @@ msv_status msv_shape_resize_like(const msv_graph *g, const msv_node *n, const ms
     if (st == MSV_OK) st = check_mode(&n->p.resize, err);
     if (st != MSV_OK) return st;
     const msv_resize_params *p = &n->p.resize;
-    if (!(valid_scale(p->scale_h) && valid_scale(p->scale_w)) || p->mode == MSV_RESIZE_BILINEAR_ALIGN_CORNERS)
+    if (!(valid_scale(p->scale_h) && valid_scale(p->scale_w)) || p->mode > MSV_RESIZE_BILINEAR_HALF_PIXEL)
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT,
                              "resize_like needs scale factors in (0, %g] and mode nearest or bilinear (with "
                              "align_corners the sampling depends on the uncropped size)",
