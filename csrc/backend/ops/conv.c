@@ -450,7 +450,7 @@ static msv_status plan_few_outputs_kernel(msv_planner *pl, const msv_node *n) {
     float *packed = malloc(sizeof(float) * (size_t)(O * taps * C));
     int src = msv_pl_entry(pl, n->in[0]);
     dnnl_memory_desc_t nhwc = msv_md(4, xs.dims, dnnl_nhwc), ymd = msv_md(4, ys.dims, dnnl_nhwc);
-    if (src >= 0 && nhwc) src = msv_pl_converted(pl, src, nhwc);
+    src = src >= 0 && nhwc ? msv_pl_converted(pl, src, nhwc) : -1; /* the kernel reads channels contiguously */
     int out = src >= 0 && ymd ? msv_pl_output(pl, n, ymd) : -1;
     dnnl_memory_desc_destroy(nhwc);
     dnnl_memory_desc_destroy(ymd);

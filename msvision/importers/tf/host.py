@@ -14,6 +14,7 @@ from ...errors import InvalidModelError
 from .graphdef import numpy_dtype
 
 MAX_HOST_ELEMENTS = 1 << 26  # a computed constant larger than this (256 MiB of float32) is refused
+MAX_OUTPUTS = 1 << 12  # outputs of one Split/SplitV/Unpack
 
 
 class Unsupported(Exception):
@@ -125,7 +126,11 @@ class StridedSliceSpec:
             raise InvalidModelError(f"StridedSlice {node.name!r}: the slice covers {axis} of {rank} axes")
 
     def apply(self, x):
-        idx = tuple(slice(b, e if e >= 0 else None, s) if not shrink else b for b, e, s, shrink in self.dims)
+        # a bound clamped to -1 means "before the first element" (NumPy would read -1 as the last one)
+        idx = tuple(
+            b if shrink else slice(0, 0) if b < 0 else slice(b, e if e >= 0 else None, s)
+            for b, e, s, shrink in self.dims
+        )
         y = x[idx]
         for pos, a in enumerate(self.out_layout):
             if a is None:
@@ -147,6 +152,8 @@ def _floordiv(node, a, b):
     if a.dtype.kind in "iu" and np.any(b == 0):
         raise InvalidModelError(f"{node.op} {node.name!r}: integer division by zero")
     with np.errstate(all="ignore"):
+        if a.dtype.kind == "f":  # TF: floor(x / y), not Python's modulo-consistent floor division
+            return np.floor(a / b).astype(a.dtype)
         return np.floor_divide(a, b).astype(a.dtype)
 
 
@@ -242,29 +249,40 @@ def _reduce(fn):
     return run
 
 
-def _reshape(node, x, shape):
+def reshape_target(node, in_shape, shape) -> tuple:
+    """Reshape's output shape for an input of ``in_shape`` (one -1 inferred), computed without the data."""
     shape = [int(d) for d in np.asarray(shape).reshape(-1)]
-    if shape.count(-1) > 1:
-        raise InvalidModelError(f"Reshape {node.name!r}: more than one -1 in {shape}")
-    known = int(np.prod([d for d in shape if d != -1])) if shape else 1
+    size = int(np.prod(in_shape, dtype=np.int64))
+    if shape.count(-1) > 1 or any(d < -1 for d in shape) or len(shape) > 8:
+        raise InvalidModelError(f"Reshape {node.name!r}: bad shape {shape}")
+    known = int(np.prod([d for d in shape if d != -1], dtype=np.int64)) if shape else 1
     if -1 in shape:
-        if known == 0 or x.size % known:
-            raise InvalidModelError(f"Reshape {node.name!r}: cannot reshape {x.shape} to {shape}")
-        shape[shape.index(-1)] = x.size // known
-    if int(np.prod(shape)) != x.size:
-        raise InvalidModelError(f"Reshape {node.name!r}: cannot reshape {x.shape} to {shape}")
-    return x.reshape(shape)
+        if known == 0 or size % known:
+            raise InvalidModelError(f"Reshape {node.name!r}: cannot reshape {tuple(in_shape)} to {shape}")
+        shape[shape.index(-1)] = size // known
+    if int(np.prod(shape, dtype=np.int64)) != size:
+        raise InvalidModelError(f"Reshape {node.name!r}: cannot reshape {tuple(in_shape)} to {shape}")
+    return tuple(shape)
+
+
+def squeeze_target(node, in_shape) -> tuple:
+    """Squeeze's output shape (``squeeze_dims``, or every size-1 axis), computed without the data."""
+    dims = attr(node, "squeeze_dims", []) or []
+    if not dims:
+        return tuple(d for d in in_shape if d != 1)
+    axes = {normalize_axis(node, a, len(in_shape)) for a in dims}
+    for a in axes:
+        if in_shape[a] != 1:
+            raise InvalidModelError(f"Squeeze {node.name!r}: axis {a} of {tuple(in_shape)} is not 1")
+    return tuple(d for i, d in enumerate(in_shape) if i not in axes)
+
+
+def _reshape(node, x, shape):
+    return x.reshape(reshape_target(node, x.shape, shape))
 
 
 def _squeeze(node, x):
-    dims = attr(node, "squeeze_dims", []) or []
-    if not dims:
-        return np.squeeze(x)
-    axes = tuple(normalize_axis(node, a, x.ndim) for a in dims)
-    for a in axes:
-        if x.shape[a] != 1:
-            raise InvalidModelError(f"Squeeze {node.name!r}: axis {a} of {x.shape} is not 1")
-    return np.squeeze(x, axis=axes)
+    return x.reshape(squeeze_target(node, x.shape))
 
 
 def _expand_dims(node, x, axis):
@@ -340,6 +358,9 @@ def _pad(node, x, paddings, value=None):
         mode = {b"REFLECT": "reflect", b"SYMMETRIC": "symmetric"}.get(mode)
         if mode is None:
             raise InvalidModelError(f"MirrorPad {node.name!r}: unknown mode")
+        slack = 1 if mode == "reflect" else 0
+        if any(max(a, b) > d - slack for d, (a, b) in zip(x.shape, p)):
+            raise InvalidModelError(f"MirrorPad {node.name!r}: paddings {p} exceed what {x.shape} mirrors")
         return np.pad(x, p, mode=mode)
     return np.pad(x, p, constant_values=0 if value is None else np.asarray(value).reshape(()))
 
@@ -377,13 +398,15 @@ def _strided_slice(node, x, begin, end, strides):
 def _split(node, axis, x):
     n = int(attr(node, "num_split", 1))
     a = normalize_axis(node, int(np.asarray(axis).reshape(-1)[0]), x.ndim)
-    if n <= 0 or x.shape[a] % n:
+    if not 0 < n <= MAX_OUTPUTS or x.shape[a] % n:
         raise InvalidModelError(f"Split {node.name!r}: {x.shape[a]} does not split into {n}")
     return np.split(x, n, axis=a)
 
 
 def split_sizes(node, sizes, total):
     sizes = [int(s) for s in np.asarray(sizes).reshape(-1)]
+    if len(sizes) > MAX_OUTPUTS:
+        raise InvalidModelError(f"SplitV {node.name!r}: {len(sizes)} outputs")
     if sizes.count(-1) > 1 or any(s < -1 for s in sizes):
         raise InvalidModelError(f"SplitV {node.name!r}: bad sizes {sizes}")
     if -1 in sizes:
@@ -401,6 +424,8 @@ def _split_v(node, x, sizes, axis):
 
 def _unpack(node, x):
     a = normalize_axis(node, int(attr(node, "axis", 0)), x.ndim)
+    if x.shape[a] > MAX_OUTPUTS:
+        raise InvalidModelError(f"Unpack {node.name!r}: {x.shape[a]} outputs")
     return [np.take(x, i, axis=a) for i in range(x.shape[a])]
 
 
@@ -445,10 +470,27 @@ def _contiguous(a):
     return a if a.flags.c_contiguous else a.copy()  # (np.ascontiguousarray would make a scalar 1-D)
 
 
+PLUMBING_OPS = frozenset({"Identity", "StopGradient", "Snapshot", "Const", "Shape", "Size", "Rank"})
+
+
+def _precheck(node, values):
+    """Refuses, before NumPy computes it, an output too large (concatenations, pads, strings)."""
+    op = node.op
+    if op not in PLUMBING_OPS and any(v.dtype.kind not in "fiub" for v in values):
+        raise InvalidModelError(f"{op} {node.name!r}: computing on {values[0].dtype} values is not supported")
+    if op in ("ConcatV2", "Concat", "Pack"):
+        parts = values[:-1] if op == "ConcatV2" else values[1:] if op == "Concat" else values
+        _check_size(node, [sum(int(v.size) for v in parts)])
+    elif op in ("Pad", "PadV2", "MirrorPad") and len(values) > 1:
+        p = paddings_of(node, values[1], values[0].ndim)
+        _check_size(node, [d + a + b for d, (a, b) in zip(values[0].shape, p)])
+
+
 def evaluate(node, values: list[np.ndarray]) -> list[np.ndarray]:
     """The outputs of ``node`` given its input values (all known); raises Unsupported for ops outside the table."""
     op = node.op
     try:
+        _precheck(node, values)
         if op == "Const":
             value = attr(node, "value")
             if not isinstance(value, np.ndarray):
@@ -460,6 +502,7 @@ def evaluate(node, values: list[np.ndarray]) -> list[np.ndarray]:
             a, b = values
             if a.dtype != b.dtype and not (a.dtype.kind == b.dtype.kind == "b"):
                 raise InvalidModelError(f"{op} {node.name!r}: inputs of types {a.dtype} and {b.dtype}")
+            _check_size(node, np.broadcast_shapes(a.shape, b.shape))  # before NumPy allocates it
             out = BINARY[op](node, a, b)
         elif op in UNARY:
             out = UNARY[op](node, values[0])
@@ -469,7 +512,7 @@ def evaluate(node, values: list[np.ndarray]) -> list[np.ndarray]:
             out = OTHER[op](node, *values)
         else:
             raise Unsupported(op)
-    except (TypeError, IndexError) as e:  # wrong input count or kinds: a malformed node
+    except (TypeError, IndexError, ZeroDivisionError, OverflowError) as e:  # wrong input count or kinds
         raise InvalidModelError(f"{op} {node.name!r}: cannot evaluate on its inputs ({e})") from None
     except ValueError as e:
         if isinstance(e, InvalidModelError):

@@ -26,6 +26,11 @@ from ...graph import Graph, Session
 from . import host
 from .graphdef import NodeDef, numpy_dtype, parse_graphdef, read_graphdef
 
+# what a malformed node (an attribute of the wrong kind, a missing input, a zero stride) raises in the passes
+MALFORMED = (TypeError, ValueError, ZeroDivisionError, OverflowError, IndexError, KeyError, AttributeError)
+SHAPE_OPS = frozenset({"Shape", "Size", "Rank"})  # host values of an activation's shape, not of its data
+MAX_FOLDED_BYTES = 1 << 30  # all the values constant folding computes (the file's own constants aside)
+MAX_TILE_ELEMENTS = 1 << 31  # a tiled activation larger than this is refused before any copy is planned
 IDENTITY_OPS = frozenset({"Identity", "StopGradient", "Snapshot", "PreventGradient", "EnsureShape"})
 CONV_OPS = frozenset({"Conv2D", "DepthwiseConv2dNative", "Conv2DBackpropInput"})
 BATCH_NORM_OPS = frozenset({"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3"})
@@ -176,6 +181,8 @@ class TfGraph:
             self._check_supported()
         except RecursionError:
             raise InvalidModelError(f"{self.source}: the graph nests too deeply") from None
+        except MALFORMED as e:  # an attribute or input of an unexpected kind: a malformed graph
+            raise InvalidModelError(f"{self.source}: malformed graph ({type(e).__name__}: {e})") from None
         self._plans: collections.OrderedDict = collections.OrderedDict()
         self._lock = threading.Lock()
 
@@ -358,7 +365,7 @@ class TfGraph:
 
     def _fold_constants(self):
         """Nodes computable from constants alone become constants (weights behind Identity, Mul by a scale...)."""
-        folded = {}
+        folded, computed = {}, 0
         for n in self.order:
             if n.op == "Const":
                 folded[(n.name, 0)] = host.evaluate(n, [])[0]
@@ -371,6 +378,11 @@ class TfGraph:
                 outs = host.evaluate(n, [folded[r] for r in n.inputs])
                 for i, v in enumerate(outs):
                     folded[(n.name, i)] = v
+                    computed += v.nbytes
+                if computed > MAX_FOLDED_BYTES:  # each value is bounded; so is what they add up to
+                    raise InvalidModelError(
+                        f"{self.source}: the constant subgraphs compute over 1 GiB of values"
+                    )
         self._consts = folded
 
     def _const(self, ref):
@@ -496,6 +508,7 @@ class TfGraph:
             "explicit": explicit,
             "pre_pad": pre_pad,
             "x_index": x_index,
+            "in_channels": f.shape[2],  # the filter's (a depthwise one must match the input)
             "folded": folded,  # the TF nodes merged into this one (Pad, BiasAdd, FusedBatchNorm)
         }
         n.op = "_Conv"  # the node now carries its weights in the core's layout
@@ -523,10 +536,26 @@ class TfGraph:
         return True
 
     def _check_supported(self):
+        """Every node computable: a constant, a fed placeholder, a node of the lowering table, or a host op whose
+        inputs are known before the graph runs (constants and shapes); anything else is named here, at load."""
         unsupported = collections.Counter()
         examples = {}
+        data = set()  # nodes whose values depend on the fed data (not only on its shape)
         for n in self.order:
-            if (n.name, 0) in self._consts or n.op in LOWER or n.op in host.HOST_OPS or n.op == "Placeholder":
+            if (n.name, 0) in self._consts:
+                continue
+            if n.name in self.input_names:
+                data.add(n.name)
+                continue
+            if n.op == "Placeholder":
+                raise InvalidModelError(
+                    f"{self.source}: the outputs need placeholder {n.name!r}, which is not among the inputs "
+                    f"{[f'{name}:0' for name in self.input_names]}"
+                )
+            depends = any(r[0] in data for r in n.inputs) and n.op not in SHAPE_OPS
+            if depends:
+                data.add(n.name)
+            if n.op in LOWER or (n.op in host.HOST_OPS and not depends):
                 continue
             unsupported[n.op] += 1
             examples.setdefault(n.op, n.name)
@@ -637,7 +666,13 @@ class _Plan:
                     outs = host.evaluate(n, ins)
                 else:
                     outs = LOWER[n.op](self, n, ins)
-            except (GraphError, ShapeError) as e:
+            except ShapeError as e:  # this input size does not fit the graph (e.g. too small for its strides)
+                raise ShapeError(
+                    f"{tf.source}: {n.op} {n.name!r} on input shapes {list(shapes)}: {e}"
+                ) from None
+            except (GraphError, *MALFORMED) as e:
+                if isinstance(e, InvalidModelError):
+                    raise
                 raise InvalidModelError(
                     f"{tf.source}: {n.op} {n.name!r} on input shapes {list(shapes)}: {e}"
                 ) from None
@@ -695,7 +730,7 @@ class _Plan:
             if v.dtype.kind == "b":
                 return a != 0
             info = np.iinfo(v.dtype)
-            a = np.clip(np.trunc(a), info.min, info.max)
+            a = np.clip(np.nan_to_num(np.trunc(a)), info.min, info.max)  # as the host's Cast
         return np.ascontiguousarray(a.astype(v.dtype, copy=False))
 
     # helpers for the lowering table ---------------------------------------------------------------------------
@@ -838,6 +873,8 @@ def _conv(p: _Plan, n, ins):
         pad = (top + e[0], left + e[1], bottom + e[2], right + e[3])
     if a["kind"] == "DepthwiseConv2dNative":
         groups = c
+        if a["in_channels"] != c:  # TF refuses a depthwise filter of other input channels
+            raise _error(n, f"a depthwise filter for {a['in_channels']} channels on a {c}-channel input")
         if a["weight"].shape[0] % c:
             raise _error(
                 n, f"a depthwise filter for {a['weight'].shape[0]} outputs does not fit {c} channels"
@@ -1154,14 +1191,12 @@ def _reshape_to(p: _Plan, n, x: Act, shape):
 
 def _reshape(p: _Plan, n, ins):
     x, shape = ins
-    target = host.evaluate(Node(n.name, "Reshape", [], {}), [np.zeros(x.shape, np.uint8), shape])[0].shape
-    return [_reshape_to(p, n, x, target)]
+    return [_reshape_to(p, n, x, host.reshape_target(n, x.shape, _host_int_list(n, shape, "shape")))]
 
 
 def _squeeze(p: _Plan, n, ins):
     x = ins[0]
-    target = host.evaluate(n, [np.zeros(x.shape, np.uint8)])[0].shape
-    return [_reshape_to(p, n, x, target)]
+    return [_reshape_to(p, n, x, host.squeeze_target(n, x.shape))]
 
 
 def _expand_dims(p: _Plan, n, ins):
@@ -1205,6 +1240,11 @@ def _tile(p: _Plan, n, ins):
     m = _host_int_list(n, multiples, "multiples")
     if len(m) != len(x.shape) or min(m, default=1) < 1:
         raise _error(n, f"multiples {m} do not fit rank {len(x.shape)}")
+    if (
+        int(np.prod(x.shape, dtype=np.float64) * np.prod(m, dtype=np.float64)) > MAX_TILE_ELEMENTS
+        or max(m) > 4096
+    ):
+        raise _error(n, f"tiling {x.shape} by {m} is too large")
     for i, k in enumerate(m):
         if k > 1:
             x = _concat(p, n, [x] * k + [np.asarray(i, np.int32)])[0]
