@@ -436,7 +436,6 @@ class TfGraph:
         self.output_refs = [alias.get(r, r) for r in self.output_refs]
         # drop what the fusions made unused (folded nodes, the Pads merged into convolutions)
         needed, stack = set(), [r[0] for r in self.output_refs]
-        by_name = {n.name: n for n in self.order}
         while stack:
             name = stack.pop()
             if name in needed:
@@ -805,6 +804,13 @@ class _Plan:
 # ---- the lowering table: op -> function(plan, node, inputs) -> outputs ---------------------------------------
 
 
+def _same_padding(size, k, s):
+    """TF's SAME padding of one axis (k: the dilated kernel extent): ceil(size / s) outputs, the odd pixel of
+    padding at the bottom/right."""
+    total = max((-(-size // s) - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
 def _conv(p: _Plan, n, ins):
     a = n.attrs
     x_act = ins[a["x_index"]]
@@ -860,12 +866,8 @@ def _conv(p: _Plan, n, ins):
         )
         return [p.act(y, (out_n, out_h, out_w, out_c), NHWC)]
     if a["padding"] == "SAME":
-        pads = []
-        for size, k, s in ((h_in, ekh, sh), (w_in, ekw, sw)):
-            out = -(-size // s)
-            total = max((out - 1) * s + k - size, 0)
-            pads.append((total // 2, total - total // 2))
-        pad = (top + pads[0][0], left + pads[1][0], bottom + pads[0][1], right + pads[1][1])
+        (ph0, ph1), (pw0, pw1) = _same_padding(h_in, ekh, sh), _same_padding(w_in, ekw, sw)
+        pad = (top + ph0, left + pw0, bottom + ph1, right + pw1)
     elif a["padding"] == "VALID":
         pad = (top, left, bottom, right)
     else:
@@ -945,9 +947,7 @@ def _broadcast_shape(n, a, b):
 
 
 def _binary(p: _Plan, n, ins):
-    op = BINOPS[n.op]
-    if n.op == "BiasAdd":
-        _require(n, "data_format", {"NHWC"}, b"NHWC")
+    op = BINOPS[n.op]  # (BiasAdd's data_format is checked at load: ATTR_CHECKS)
     a, b = ins
     if isinstance(a, Act) and isinstance(b, Act):
         y = _binary_acts(p, n, op, a, b)
@@ -1291,14 +1291,8 @@ def _pool(p: _Plan, n, ins):
     _, h, w, c = ins[0].shape
     kh, kw = ksize[1:3]
     sh, sw = strides[1:3]
-    pads = []
-    for size, k, s in ((h, kh, sh), (w, kw, sw)):
-        if padding == "SAME":
-            out = -(-size // s)
-            total = max((out - 1) * s + k - size, 0)
-            pads.append((total // 2, total - total // 2))
-        else:
-            pads.append((0, 0))
+    same = padding == "SAME"
+    pads = [_same_padding(size, k, s) if same else (0, 0) for size, k, s in ((h, kh, sh), (w, kw, sw))]
     kind = "max" if n.op == "MaxPool" else "avg_exclude_pad"  # TF's SAME average excludes the padding
     y = p.g.pool2d(
         x,
@@ -1472,7 +1466,6 @@ ATTR_CHECKS = {
     "AvgPool": _check_pool,
     **dict.fromkeys(BATCH_NORM_OPS, _check_data_format),
     "MirrorPad": lambda n: _require(n, "mode", {"REFLECT", "SYMMETRIC"}),
-    "ResizeBilinear": lambda n: None,
 }
 
 __all__ = ["TfGraph", "LOWER"]
