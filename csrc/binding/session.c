@@ -10,6 +10,22 @@
 #include "binding.h"
 #include "pythread.h"
 
+#include <pthread.h>
+
+/* GNU OpenMP keeps no state across fork(): once this process has run a graph (started OpenMP's threads), a forked
+ * child's first parallel region waits forever for threads that do not exist. Such a child gets an error instead. */
+static int ran_a_graph, forked_after_running;
+static void mark_forked_child(void) { forked_after_running = ran_a_graph; }
+
+static int refuse_in_forked_child(void) {
+    if (!forked_after_running) return 0;
+    PyErr_SetString(PyExc_RuntimeError,
+                    "msvision cannot run in a process forked after its parent ran a network: GNU OpenMP does not "
+                    "survive fork(). Create pipelines in processes started with the 'spawn' method "
+                    "(multiprocessing.get_context('spawn'); Dask's and Ray's workers already are)");
+    return -1;
+}
+
 typedef struct {
     PyObject_HEAD msv_session *session;
     PyObject *graph; /* keeps the graph alive */
@@ -35,6 +51,7 @@ static PyObject *Session_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|$isiLO", kwlist, &msv_GraphType, &graph, &threads, &layout,
                                      &max_plans, &memory_limit, &shared))
         return NULL;
+    if (refuse_in_forked_child() < 0) return NULL;
     msv_session_options opt = {0};
     opt.threads = threads;
     opt.max_plans = max_plans;
@@ -83,6 +100,8 @@ static PyObject *Session_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static PyObject *Session_run(SessionObject *self, PyObject *seq) {
     const msv_graph *g = ((GraphObject *)self->graph)->graph;
     const int n_in = msv_graph_num_inputs(g), n_out = msv_graph_num_outputs(g);
+    if (refuse_in_forked_child() < 0) return NULL;
+    ran_a_graph = 1;
     PyObject *fast = PySequence_Fast(seq, "run() takes a list of arrays");
     if (!fast) return NULL;
     PyArrayObject *ins[8] = {0}, *outs[32] = {0};
@@ -235,4 +254,10 @@ PyTypeObject msv_SessionType = {
     .tp_new = Session_new,
 };
 
-int msv_session_type_ready(void) { return PyType_Ready(&msv_SessionType); }
+int msv_session_type_ready(void) {
+    if (pthread_atfork(NULL, NULL, mark_forked_child) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+        return -1;
+    }
+    return PyType_Ready(&msv_SessionType);
+}

@@ -24,6 +24,7 @@ from ..utils.constant import ModelFile, Tasks
 
 __all__ = [
     "DEFAULT_MODEL_FOR_TASK",
+    "cached_model_dirs",
     "EMBEDDED_DEFAULT_FOR_TASK",
     "SUPPORTED_TASKS",
     "hub_cache_candidates",
@@ -356,3 +357,34 @@ def validate_device(device) -> str:
             f"(N a device ordinal). msvision computes on the CPU whatever the device."
         )
     return "cpu"
+
+
+def cached_model_dirs() -> list[tuple[str, Path]]:
+    """(hub id, directory) of every model directory in the ModelScope cache, in any layout
+    :func:`hub_cache_candidates` searches (``___`` in stored names read back as ``.``), sorted by id."""
+    env = os.environ.get("MODELSCOPE_CACHE")
+    root = model_cache_root()
+    roots = [root, root / "hub"] if env else [root, Path.home() / ".cache" / "modelscope"]
+    found: dict[str, Path] = {}
+
+    def add(model_id: str, path: Path) -> None:
+        if (path / "configuration.json").is_file() and model_id not in found:
+            found[model_id] = path
+
+    def children(path: Path) -> list[Path]:
+        try:
+            return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            return []
+
+    for base in _dedup(roots + [_hub_root()]):
+        for parent in (base / "models", base):
+            for owner in children(parent):
+                if "--" in owner.name:  # modelscope-hub: models/<owner>--<name>/snapshots/<revision>
+                    model_id = owner.name.replace("--", "/", 1)
+                    for snapshot in _snapshot_candidates(owner, None) + children(owner / "snapshots"):
+                        add(model_id, snapshot)
+                    continue
+                for name in children(owner):
+                    add(f"{owner.name}/{name.name}".replace("___", "."), name)
+    return sorted(found.items())

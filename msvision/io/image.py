@@ -53,7 +53,10 @@ MAX_PIXELS_ENV = "MSVISION_MAX_IMAGE_PIXELS"
 DOWNLOAD_TIMEOUT_S = 30
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 
-_ACCEPTED = "a str (image file path or http(s) URL), an os.PathLike, a PIL.Image.Image or a numpy.ndarray"
+_ACCEPTED = (
+    "a str (image file path or http(s) URL), an os.PathLike, encoded image bytes, a PIL.Image.Image or a "
+    "numpy.ndarray"
+)
 
 
 def max_image_pixels() -> int | None:
@@ -282,6 +285,16 @@ def _load_path(path: str) -> Image.Image:
         return _decode(f, f"image file {path!r}")
 
 
+#: encoded image files in memory (JPEG, PNG, ... bytes): decoded exactly as the same file read from a path
+ENCODED_TYPES = (bytes, bytearray, memoryview)
+
+
+def _decode_bytes(data) -> Image.Image:
+    if not len(data):
+        raise InvalidInputError("image bytes are empty")
+    return _decode(io.BytesIO(bytes(data)), f"image bytes ({len(data)} bytes)")
+
+
 def _convert_pil(img: Image.Image) -> Image.Image:
     _check_pixels(img.width, img.height, f"PIL image (mode {img.mode})")
     try:
@@ -368,9 +381,7 @@ def _array_to_rgb(a: np.ndarray) -> np.ndarray:
 
 def _type_error(x) -> TypeError:
     extra = ""
-    if isinstance(x, (bytes, bytearray, memoryview)):
-        extra = " For encoded image bytes, pass PIL.Image.open(io.BytesIO(data))."
-    elif isinstance(x, dict):
+    if isinstance(x, dict):
         extra = " Pass the image itself, not a dict."
     elif isinstance(x, (list, tuple)):
         extra = " Pass one image at a time."
@@ -403,6 +414,8 @@ def load_image(x) -> Image.Image:
         return _convert_pil(x)
     if isinstance(x, np.ndarray):
         return Image.fromarray(_array_to_rgb(x))
+    if isinstance(x, ENCODED_TYPES):
+        return _decode_bytes(x)
     path = _as_path(x)
     if path is not None:
         return _load_path(path)
@@ -427,6 +440,8 @@ def load_image_array(x) -> np.ndarray:
             except Exception as e:
                 raise ImageDecodeError(f"cannot decode PIL image (mode RGB): {e}") from e
         return np.array(img)
+    if isinstance(x, ENCODED_TYPES):
+        return np.array(_decode_bytes(x))
     path = _as_path(x)
     if path is not None:
         return np.array(_load_path(path))

@@ -1,11 +1,16 @@
 """``pipeline()``: ModelScope's entry point. Resolves the model directory, reads configuration.json and picks the
 implementation from its ``task`` and ``pipeline.type`` (never from the model id)."""
 
+from __future__ import annotations
+
 import importlib
+import os
+from typing import Any
 
 from ..errors import InvalidModelError, UnsupportedTaskError
 from ..hub import read_configuration, resolve_model_dir, validate_device
 from ..utils.constant import Tasks
+from .base import Pipeline
 
 # task -> pipeline.type -> "module:Class" under msvision.pipelines.cv, imported when first used
 PIPELINES = {
@@ -47,20 +52,20 @@ def _pipeline_type(config: dict, path: str):
 
 
 def pipeline(
-    task=None,
-    model=None,
-    preprocessor=None,
-    config_file=None,
-    pipeline_name=None,
-    framework=None,
-    device=None,
-    model_revision="master",
-    ignore_file_pattern=None,
-    trust_remote_code=False,
-    threads=None,
-    memory_limit=None,
-    **kwargs,
-):
+    task: str | None = None,
+    model: str | os.PathLike | None = None,
+    preprocessor: None = None,
+    config_file: None = None,
+    pipeline_name: str | None = None,
+    framework: str | None = None,
+    device: str | None = None,
+    model_revision: str | None = "master",
+    ignore_file_pattern: Any = None,
+    trust_remote_code: bool = False,
+    threads: int | None = None,
+    memory_limit: int | None = None,
+    **kwargs: Any,
+) -> Pipeline:
     """Create a pipeline like ``modelscope.pipelines.pipeline``.
 
     Args:
@@ -112,4 +117,6 @@ def pipeline(
     unused = set(kwargs) - set(getattr(implementation, "options", ()))
     if unused:
         raise TypeError(f"pipeline() for task {task!r} takes no keyword arguments {sorted(unused)}")
-    return implementation(model_dir, config, threads=threads, memory_limit=memory_limit, **kwargs)
+    built = implementation(model_dir, config, threads=threads, memory_limit=memory_limit, **kwargs)
+    built.recipe.update(pipeline_name=name, **kwargs)
+    return built

@@ -243,7 +243,7 @@ def test_load_image_array_equals_load_image(files):
 # ---------------------------------------------------------------- bad inputs
 
 
-@pytest.mark.parametrize("bad", [42, 3.5, None, {"image": "x.png"}, b"\x89PNG", ["a.png"], object()])
+@pytest.mark.parametrize("bad", [42, 3.5, None, {"image": "x.png"}, ["a.png"], object()])
 def test_wrong_type(bad):
     for fn in (load_image, load_image_array):
         with pytest.raises(TypeError) as ei:
@@ -436,9 +436,40 @@ def test_url_unreachable(monkeypatch):
         load_image("http://127.0.0.1:9/x.png")  # discard port: connection refused
 
 
-def test_bytesio_is_rejected_with_hint():
+@pytest.mark.parametrize(
+    "name", ["exif6.jpg", "exif3.jpg", "rgba.png", "palette.png", "gray16.png", "cmyk.jpg"]
+)
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview])
+def test_encoded_bytes_decode_exactly_as_the_path(files, name, wrap):
+    data = wrap(Path(files[name]).read_bytes())
+    from_path = load_image_array(str(files[name]))
+    np.testing.assert_array_equal(load_image_array(data), from_path)  # EXIF transpose included
+    np.testing.assert_array_equal(np.asarray(load_image(data)), from_path)
+
+
+@pytest.mark.parametrize(
+    "data, error, match",
+    [
+        (b"", InvalidInputError, "empty"),
+        (b"not an image at all", ImageDecodeError, "image bytes"),
+        (b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, ImageDecodeError, "image bytes"),
+    ],
+)
+def test_bad_encoded_bytes(data, error, match):
+    for fn in (load_image, load_image_array):
+        with pytest.raises(error, match=match):
+            fn(data)
+
+
+def test_truncated_encoded_bytes(files):
+    data = Path(files["exif1.jpg"]).read_bytes()[:400]
+    with pytest.raises(ImageDecodeError, match="image bytes"):
+        load_image_array(data)
+
+
+def test_bytesio_object_is_a_type_error():
     with pytest.raises(TypeError, match="BytesIO"):
-        load_image(io.BytesIO(b"").getvalue())
+        load_image(io.BytesIO(b"x"))
 
 
 def _trickling_server(send_headers_slowly: bool):

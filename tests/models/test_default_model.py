@@ -30,7 +30,7 @@ def empty_cache(tmp_path, monkeypatch):
 
 
 def test_default_is_embedded_and_denoises(empty_cache):
-    from msvision.__main__ import SAMPLE
+    from msvision.cli import SAMPLE
 
     p = msvision.pipeline("image-denoising")
     assert p.model_dir == str(EMBEDDED_DEFAULT_FOR_TASK["image-denoising"])
@@ -42,7 +42,7 @@ def test_default_is_embedded_and_denoises(empty_cache):
 
 
 def test_default_matches_modelscope(empty_cache):
-    from msvision.__main__ import SAMPLE
+    from msvision.cli import SAMPLE
 
     model_dir = str(EMBEDDED_DEFAULT_FOR_TASK["image-denoising"])
     ours = msvision.pipeline("image-denoising")(str(SAMPLE))["output_img"]

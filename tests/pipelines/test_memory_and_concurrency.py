@@ -9,6 +9,7 @@ import time
 import numpy as np
 import psutil
 import pytest
+from PIL import Image
 from support.graphs import run
 from support.model_dirs import SMALL, make_nafnet_dir
 
@@ -168,3 +169,34 @@ def test_sessions_of_one_graph_share_packed_weights():
         other.finalize()
         _C.Session(other, share_weights_with=first)
     assert run(g, [x])[0].shape == (1, 64, 40, 40)
+
+
+def test_memory_over_a_folder_of_photos_of_many_sizes_is_flat(tmp_path, shared_dir):
+    """A face-detection job over 160 JPEG files of different sizes, as the CLI and the scale-out helpers run it
+    (decode from the path, detect, records): after the plan cache is full, memory grows by at most oneDNN's
+    per-shape kernel store (see above), and repeating the files costs nothing."""
+    from msvision.results import to_record
+
+    faces = sorted((shared_dir / "assets/images/faces").glob("*.jpg"))
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(160):
+        with Image.open(faces[i % len(faces)]) as img:
+            w, h = (int(v) for v in rng.integers(96, 480, 2))
+            path = tmp_path / f"{i:03d}_{w}x{h}.jpg"
+            img.convert("RGB").resize((w, h)).save(path, quality=90)
+            paths.append(str(path))
+    p = pipeline(
+        "face-detection", model=str(shared_dir / "assets/modelscope/damo/cv_manual_face-detection_ulfd")
+    )
+    for path in paths[:40]:
+        to_record(p(path), path=path)
+    start = _rss()
+    for path in paths[40:]:
+        to_record(p(path), path=path)
+    per_shape = (_rss() - start) / (len(paths) - 40)
+    assert per_shape < 256 * 1024, f"{per_shape / 1024:.0f} KiB per new image size"
+    again = _rss()
+    for path in paths[-8:] * 20:
+        to_record(p(path), path=path)
+    assert _rss() - again < 4 << 20
