@@ -329,28 +329,31 @@ def _annotate(
     text: str | None,
     paint: Painter | None = None,
 ) -> None:
-    """Draw one detection (rectangle, ``paint``'s marks, label) on a copy of its region, then copy that back."""
+    """Draw one detection (rectangle, label, then ``paint``'s marks over them) on a copy of its region, then copy
+    that back."""
     c0, r0, c1, r1 = region
     crop = canvas[r0 : r1 + 1, c0 : c1 + 1].copy()
     h, w = crop.shape[:2]
     inset = thickness // 2  # the whole line width inside the box
     cv2.rectangle(crop, (inset, inset), (w - 1 - inset, h - 1 - inset), colour, thickness, cv2.LINE_8)
-    if paint is not None:
-        paint(crop, c0, r0)
     if text:
         _label(crop, text, colour, thickness)
+    if paint is not None:
+        paint(crop, c0, r0)
     canvas[r0 : r1 + 1, c0 : c1 + 1] = crop
 
 
 def _label(crop: np.ndarray, text: str, colour: tuple[int, int, int], thickness: int) -> None:
-    """``text`` on a filled background of ``colour`` in the crop's top-left corner, shrunk to fit its width."""
-    w = crop.shape[1]
+    """``text`` on a filled background of ``colour`` in the crop's top-left corner, shrunk (down to a legible
+    minimum) to fit the crop's width and a third of its height; what still does not fit is cut off."""
+    h, w = crop.shape[:2]
     pad = 1 + thickness // 2
     font_thickness = max(1, thickness // 2)
     scale = 0.3 + 0.15 * thickness
     (tw, th), baseline = cv2.getTextSize(text, _FONT, scale, font_thickness)
-    if tw > w - 2 * pad and scale > _MIN_FONT_SCALE:
-        scale = max(_MIN_FONT_SCALE, scale * (w - 2 * pad) / max(tw, 1))
+    fit = min((w - 2 * pad) / max(tw, 1), (h / 3 - 2 * pad) / max(th + baseline, 1))
+    if fit < 1 and scale > _MIN_FONT_SCALE:
+        scale = max(_MIN_FONT_SCALE, scale * fit)
         (tw, th), baseline = cv2.getTextSize(text, _FONT, scale, font_thickness)
     cv2.rectangle(crop, (0, 0), (tw + 2 * pad - 1, th + baseline + 2 * pad - 1), colour, cv2.FILLED)
     luminance = 0.114 * colour[0] + 0.587 * colour[1] + 0.299 * colour[2]
