@@ -130,24 +130,12 @@ def _drawn_output(out: Path, job: Job) -> Path:
 
 
 def _check_collisions(jobs: list[Job], target) -> None:
-    owners: dict[Path, Path] = {}
-    for job in jobs:
-        dest = target(job)
-        if dest in owners:
-            raise UsageError(f"{owners[dest]} and {job.path} would both be written to {dest}")
-        owners[dest] = job.path
+    from .results import check_distinct_outputs
 
-
-def _write_image(path: Path, image) -> None:
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(path.suffix if path.suffix else ".png", image)
-    if not ok:
-        raise OSError(f"cannot encode an image as {path.suffix or '.png'}")
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, path)  # never a half-written output that --resume would take as done
+    try:
+        check_distinct_outputs((job.path, target(job)) for job in jobs)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _done_paths(jsonl: Path) -> set[str]:
@@ -258,6 +246,8 @@ def run_main(argv: list[str]) -> int:
         return EXIT_USAGE
     loaded = time.perf_counter()
 
+    from .drawing import draw
+    from .io import write_image
     from .results import dumps, to_record
 
     sink = None
@@ -275,12 +265,10 @@ def run_main(argv: list[str]) -> int:
                 record_fields = {"path": str(job.path)}
                 if image_task:
                     dest = _image_output(args.output, job)
-                    _write_image(dest, result["output_img"])
+                    write_image(dest, result["output_img"])
                     record_fields["output"] = str(dest)
                 elif args.draw:
-                    from .drawing import draw
-
-                    _write_image(_drawn_output(args.output, job), draw(str(job.path), result))
+                    write_image(_drawn_output(args.output, job), draw(str(job.path), result))
                 if sink is not None:
                     sink.write(dumps(to_record(result, **record_fields)) + "\n")
                     sink.flush()
@@ -426,6 +414,8 @@ def one_image_main(argv: list[str]) -> int:
 
     import msvision
 
+    from .io import write_image
+
     source = str(SAMPLE) if args.sample else args.input
     start = time.perf_counter()
     try:
@@ -433,7 +423,7 @@ def one_image_main(argv: list[str]) -> int:
         loaded = time.perf_counter()
         result = pipe(source)["output_img"]
         done = time.perf_counter()
-        _write_image(Path(args.output), result)
+        write_image(args.output, result)
     except Exception as e:
         print(f"msvision {args.task}: {source}: {_describe(e)}", file=sys.stderr)
         return EXIT_FAILED

@@ -66,7 +66,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .results import dumps, to_record
+from .io import write_image
+from .results import check_distinct_outputs, dumps, to_record
 
 __all__ = ["Predictor", "RayPredictor", "dask_records", "ray_dataset", "records"]
 
@@ -132,13 +133,13 @@ class Predictor:
 
         if path is None and data is None:
             raise ValueError("record() needs a path or data")
-        result = pipe(data if data is not None else _path_input(path))
+        result = pipe(data if data is not None else path)
         fields = {} if path is None else {"path": str(path)}
         image = result.get(OutputKeys.OUTPUT_IMG) if isinstance(result, dict) else None
         if image is not None and self.output_dir is not None:
             if path is None:
                 raise ValueError("an image result written to output_dir needs the input's path to name it")
-            fields["output"] = _write_png(Path(self.output_dir) / (Path(str(path)).stem + ".png"), image)
+            fields["output"] = write_image(_output_path(self.output_dir, path), image)
         return to_record(result, **fields)
 
     def __getstate__(self):
@@ -154,35 +155,13 @@ class Predictor:
         return f"Predictor({self.recipe['task']!r}, {options}{extra})"
 
 
-def _path_input(path):
-    return os.fspath(path) if isinstance(path, os.PathLike) else path
-
-
-def _write_png(path: Path, image) -> str:
-    """``image`` (BGR or BGRA uint8, OpenCV's order) as a PNG at ``path``, never half-written."""
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"cannot encode a {getattr(image, 'shape', '?')} image as PNG for {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, path)
-    return str(path)
+def _output_path(output_dir, path) -> Path:
+    return Path(output_dir) / (Path(str(path)).stem + ".png")
 
 
 def _check_output_names(paths: list, output_dir) -> None:
-    if output_dir is None:
-        return
-    owners: dict[str, Any] = {}
-    for path in paths:
-        stem = Path(str(path)).stem
-        if stem in owners:
-            raise ValueError(
-                f"{owners[stem]} and {path} would both be written to {Path(output_dir) / (stem + '.png')}"
-            )
-        owners[stem] = path
+    if output_dir is not None:
+        check_distinct_outputs((path, _output_path(output_dir, path)) for path in paths)
 
 
 def records(
@@ -235,9 +214,8 @@ class RayPredictor:
 
     def __init__(self, task: str, model: str | os.PathLike | None = None, threads: int | None = 1, **options):
         self.predictor = Predictor(task, model, threads=threads, **options)
-        self.pipeline = (
-            self.predictor.pipeline
-        )  # load the model when the actor starts, not on its first batch
+        # load the model when the actor starts, not on its first batch
+        self.pipeline = self.predictor.pipeline
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np

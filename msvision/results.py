@@ -42,6 +42,15 @@ def to_record(result: dict, **fields: Any) -> dict:
     return record
 
 
+def check_distinct_outputs(pairs) -> None:
+    """``pairs`` of (input, output path): ValueError naming two inputs that would be written to one file."""
+    owners: dict = {}
+    for source, dest in pairs:
+        if dest in owners:
+            raise ValueError(f"{owners[dest]} and {source} would both be written to {dest}")
+        owners[dest] = source
+
+
 def dumps(record: dict) -> str:
     """One JSON Lines line (no newline); NaN and infinities are refused rather than written as invalid JSON."""
     return json.dumps(record, allow_nan=False, ensure_ascii=False)

@@ -85,6 +85,13 @@ def _hub_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "modelscope"
 
 
+def _cache_roots() -> list[Path]:
+    """The two roots old model layouts live under: ``model_cache_root()``, then ``~/.cache/modelscope`` (the
+    modelscope-hub root) when ``MODELSCOPE_CACHE`` is unset, ``$MODELSCOPE_CACHE/hub`` when it is set."""
+    root = model_cache_root()
+    return [root, root / "hub"] if os.environ.get("MODELSCOPE_CACHE") else [root, _hub_root()]
+
+
 def is_hub_id(model: str) -> bool:
     """True if ``model`` has the shape of a hub id ``'owner/name'``."""
     m = _HUB_ID_RE.match(model)
@@ -146,11 +153,8 @@ def hub_cache_candidates(model_id: str, revision: str | None = None) -> list[Pat
             (owner, name),
         ]
     )
-    env = os.environ.get("MODELSCOPE_CACHE")
-    root = model_cache_root()
-    roots = [root, root / "hub"] if env else [root, Path.home() / ".cache" / "modelscope"]
     out: list[Path] = []
-    for root in roots:
+    for root in _cache_roots():
         for o, n in variants:
             out.append(root / "models" / o / n)
         for o, n in variants:
@@ -362,9 +366,6 @@ def validate_device(device) -> str:
 def cached_model_dirs() -> list[tuple[str, Path]]:
     """(hub id, directory) of every model directory in the ModelScope cache, in any layout
     :func:`hub_cache_candidates` searches (``___`` in stored names read back as ``.``), sorted by id."""
-    env = os.environ.get("MODELSCOPE_CACHE")
-    root = model_cache_root()
-    roots = [root, root / "hub"] if env else [root, Path.home() / ".cache" / "modelscope"]
     found: dict[str, Path] = {}
 
     def add(model_id: str, path: Path) -> None:
@@ -377,7 +378,7 @@ def cached_model_dirs() -> list[tuple[str, Path]]:
         except OSError:
             return []
 
-    for base in _dedup(roots + [_hub_root()]):
+    for base in _dedup(_cache_roots() + [_hub_root()]):
         for parent in (base / "models", base):
             for owner in children(parent):
                 if "--" in owner.name:  # modelscope-hub: models/<owner>--<name>/snapshots/<revision>

@@ -1,6 +1,13 @@
-"""Input decoding (independent of the C extension)."""
+"""Image decoding and writing (independent of the C extension)."""
 
-from .image import DEFAULT_MAX_IMAGE_PIXELS, load_image, load_image_array, load_image_values, max_image_pixels
+from .image import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    load_image,
+    load_image_array,
+    load_image_values,
+    max_image_pixels,
+    write_image,
+)
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS",
@@ -8,4 +15,5 @@ __all__ = [
     "load_image_array",
     "load_image_values",
     "max_image_pixels",
+    "write_image",
 ]

@@ -32,6 +32,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -46,6 +47,7 @@ __all__ = [
     "load_image",
     "load_image_array",
     "max_image_pixels",
+    "write_image",
 ]
 
 DEFAULT_MAX_IMAGE_PIXELS = 89478485  # PIL.Image.MAX_IMAGE_PIXELS (above it PIL warns of a decompression bomb)
@@ -283,6 +285,24 @@ def _load_path(path: str) -> Image.Image:
         raise IsADirectoryError(errno.EISDIR, "expected an image file, got a directory", path)
     with open(path, "rb") as f:  # OSErrors such as PermissionError propagate unchanged
         return _decode(f, f"image file {path!r}")
+
+
+def write_image(path, image: np.ndarray) -> str:
+    """Writes ``image`` (uint8 BGR or BGRA, OpenCV's order) encoded by ``path``'s extension (PNG without one),
+    creating its folder. The file appears whole or not at all (written beside it, then renamed), so a job that
+    is stopped never leaves an output that a resumed run would take as done. Returns the path."""
+    import cv2
+
+    path = Path(path)
+    suffix = path.suffix or ".png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, encoded = cv2.imencode(suffix, image)
+    if not ok:
+        raise OSError(f"cannot encode a {getattr(image, 'shape', '?')} image as {suffix} for {path}")
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")  # one per process: workers may share a folder
+    part.write_bytes(encoded.tobytes())
+    os.replace(part, path)
+    return str(path)
 
 
 #: encoded image files in memory (JPEG, PNG, ... bytes): decoded exactly as the same file read from a path
