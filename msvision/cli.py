@@ -32,7 +32,13 @@ from .utils.constant import Tasks
 SAMPLE = Path(__file__).resolve().parent / "data" / "noisy_sample.png"
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 #: tasks whose result is an image (``output_img``), written as files; the others are records
-IMAGE_TASKS = {Tasks.image_denoising, Tasks.image_deblurring, Tasks.portrait_matting, Tasks.universal_matting}
+IMAGE_TASKS = {
+    Tasks.image_denoising,
+    Tasks.image_deblurring,
+    Tasks.image_portrait_enhancement,
+    Tasks.portrait_matting,
+    Tasks.universal_matting,
+}
 SUBCOMMANDS = ("run", "tasks", "models", "info", "inspect")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -4,15 +4,16 @@
 result (task)                                      drawn
 =================================================  ==============================================================
 ``scores``, ``boxes``, ``keypoints`` (N x 10 or    each face's box, its score in the top-left corner, the five
-None): face-detection (ULFD, MTCNN, MogFace)       landmarks (eyes, nose, mouth corners) when given
+None): face-detection (ULFD, MTCNN, MogFace,      landmarks (eyes, nose, mouth corners) when given
+RetinaFace)
 ``scores``, ``labels``, ``boxes``:                 each box in a colour of its label, ``label score`` in the
 image-object-detection, domain-specific-object-    top-left corner
 detection, human-detection (DAMO-YOLO)
 ``boxes``, ``keypoints`` (N x K x 2), ``scores``   each person's box, the joints scoring at least
 (N x K): body-2d-keypoints (HRNet)                 :data:`KEYPOINT_THRESHOLD`, and the skeleton between them
                                                    (15 joints: ModelScope's HRNet order; 17: COCO)
-``output_img`` HxWx3 BGR: image-denoising,         the output image itself
-image-deblurring
+``output_img`` HxWx3 BGR: image-denoising,         the output image itself (GPEN's is twice the input's size)
+image-deblurring, image-portrait-enhancement
 ``output_img`` HxWx4 BGRA: portrait-matting,       the colour composited by the alpha over a grey checkerboard
 universal-matting                                  (:data:`CHECKER_SIZE` px squares of :data:`CHECKER_LIGHT` /
                                                    :data:`CHECKER_DARK`)
@@ -71,6 +72,7 @@ SUPPORTED_TASKS = {
     "body-2d-keypoints": BODY,
     "image-denoising": RESTORATION,
     "image-deblurring": RESTORATION,
+    "image-portrait-enhancement": RESTORATION,
     "portrait-matting": MATTING,
     "universal-matting": MATTING,
 }

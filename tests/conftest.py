@@ -4,6 +4,8 @@
   our machines; the stand-in there implements exactly the functions those pipelines call (tested in
   test_torchvision_stub.py). It is only ever used by the oracle side of the tests.
 - ``shared_dir``: real weights and photos beside the project (``../shared`` or $MSVISION_SHARED).
+- ``gpen_photo`` and ``gpen_dir``: GPEN's model directory (~880 MB of random weights) is built once per session,
+  its face detector calibrated to find two faces on the photo.
 - ``MSVISION_REFUSE_REF=1`` for the whole suite (subprocesses too): a planned step on a oneDNN reference
   implementation is a test failure.
 - In CI (``CI`` set, as ``.ci/run`` does) a skipped test fails the run: a skipped conformance test is not a passed
@@ -33,6 +35,29 @@ def shared_dir() -> Path:
             pytest.fail(f"shared assets folder {path} is missing in CI")
         pytest.skip(f"shared assets folder {path} is absent (a clone outside the workplace)")
     return path
+
+
+@pytest.fixture(scope="session")
+def gpen_photo(tmp_path_factory) -> str:
+    """The astronaut's head and shoulders, 256 x 256."""
+    from PIL import Image
+    from support.model_dirs import skimage_photo
+
+    path = tmp_path_factory.mktemp("gpen_photo") / "astronaut_256.png"
+    Image.open(skimage_photo("astronaut.png")).convert("RGB").crop((120, 20, 376, 276)).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def gpen_dir(tmp_path_factory, gpen_photo) -> str:
+    import numpy as np
+    from PIL import Image
+    from support.model_dirs import make_gpen_dir
+
+    photo = np.asarray(Image.open(gpen_photo))
+    return make_gpen_dir(
+        tmp_path_factory.mktemp("gpen_model") / "model", calibrate_on=photo, passing=(2, 0, 0)
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,9 +1,11 @@
 """Face detection: ModelScope's pipeline vs msvision's on the same model directory and photo, same threads.
 
 Each engine runs in its own process (``--engine``), so timings and peak RSS are its own. Models: the real ULFD
-and MTCNN weights in ../shared/assets (MogFace, which has no released weights here, is the mogface case).
+and MTCNN weights in ../shared/assets; RetinaFace-R50 (no released weights here) with seeded random weights from
+ModelScope's own class, calibrated on the astronaut photo as tests/models/test_retinaface.py builds them, written
+once to benchmarks/out/retinaface_random (MogFace is the mogface case).
 
-    python3 benchmarks/run.py face_detection --threads 2
+    python3 benchmarks/run.py face_detection --threads 2 [--models ULFD,MTCNN,RetinaFace]
 """
 
 from __future__ import annotations
@@ -23,6 +25,26 @@ MODELS = {
     "MTCNN": os.path.join(SHARED, "assets", "modelscope", "damo", "cv_manual_face-detection_mtcnn"),
 }
 PHOTOS = ["office1.jpg", "ulfd_11.jpg"]
+
+
+def retinaface_dir() -> str:
+    """benchmarks/out/retinaface_random: ModelScope's RetinaFace, seed 0, calibrated on the astronaut photo."""
+
+    def build(dest):
+        import numpy as np
+        from PIL import Image
+
+        model_dirs = common.use_test_fixtures()
+        rgb = np.asarray(Image.open(common.skimage_data_path("astronaut.png")).convert("RGB"), np.float32)
+        mean = np.array([104.0, 117.0, 123.0], np.float32)
+        model_dirs.make_retinaface_dir(dest, seed=0, calibrate_on=rgb - mean)
+
+    recipe = {
+        "builder": "tests/support/model_dirs.make_retinaface_dir",
+        "seed": 0,
+        "calibrated_on": "astronaut",
+    }
+    return common.cached_model_dir("retinaface_random", recipe, build)
 
 
 def run_engine(engine: str, model_dir: str, photo: str, threads: int, repeats: int) -> dict:
@@ -50,6 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--engine", choices=["modelscope", "msvision"])
     parser.add_argument("--model-dir")
     parser.add_argument("--photo")
+    parser.add_argument("--models", default="ULFD,MTCNN,RetinaFace", help="comma-separated subset")
     parser.add_argument("--no-write", action="store_true", help="print only, do not append to RESULTS.md")
     args = parser.parse_args(argv)
     if args.engine:
@@ -57,7 +80,13 @@ def main(argv=None) -> int:
         return 0
 
     rows = []
-    for name, model_dir in MODELS.items():
+    models = dict(MODELS)
+    wanted = args.models.split(",")
+    if "RetinaFace" in wanted:
+        models["RetinaFace (random weights)"] = retinaface_dir()
+    for name, model_dir in models.items():
+        if name.split(" ")[0] not in wanted:
+            continue
         for photo_name in PHOTOS:
             photo = os.path.join(SHARED, "assets", "images", "faces", photo_name)
             res = {}
@@ -89,9 +118,10 @@ def main(argv=None) -> int:
     machine = common.machine_info()
     lines = [
         "",
-        f"## Face detection (ULFD, MTCNN) — {common.now_utc()}",
+        f"## Face detection ({args.models}) — {common.now_utc()}",
         "",
-        f"Command: `python3 benchmarks/run.py face_detection --threads {args.threads} --repeats {args.repeats}`  ",
+        f"Command: `python3 benchmarks/run.py face_detection --threads {args.threads} --repeats {args.repeats} "
+        f"--models {args.models}`  ",
         f"Machine: {machine['cpu_model']}, {machine['cpus']} CPUs; threads {args.threads}; load average at end "
         f"{common.load_average()}; each engine in its own process, median of {args.repeats} calls after 1 warm-up.",
         "",

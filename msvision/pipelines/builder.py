@@ -20,6 +20,7 @@ PIPELINES = {
         "manual-face-detection-ulfd": "ulfd_face_detection_pipeline:UlfdFaceDetectionPipeline",
         "manual-face-detection-mtcnn": "mtcnn_face_detection_pipeline:MtcnnFaceDetectionPipeline",
         "resnet101-face-detection-cvpr22papermogface": "mog_face_detection_pipeline:MogFaceDetectionPipeline",
+        "resnet50-face-detection-retinaface": "retina_face_detection_pipeline:RetinaFaceDetectionPipeline",
     },
     Tasks.image_object_detection: {
         "tinynas-detection": "tinynas_detection_pipeline:TinynasDetectionPipeline"
@@ -29,6 +30,9 @@ PIPELINES = {
     },
     Tasks.body_2d_keypoints: {
         "hrnetv2w32_body-2d-keypoints_image": "body_2d_keypoints_pipeline:Body2DKeypointsPipeline"
+    },
+    Tasks.image_portrait_enhancement: {
+        "gpen-image-portrait-enhancement": "image_portrait_enhancement_pipeline:ImagePortraitEnhancementPipeline"
     },
     Tasks.portrait_matting: {"unet-image-matting": "image_matting_pipeline:ImageMattingPipeline"},
     Tasks.universal_matting: {"unet-universal-matting": "image_matting_pipeline:ImageMattingPipeline"},

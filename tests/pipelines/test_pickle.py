@@ -14,10 +14,12 @@ import pytest
 from PIL import Image
 from support.model_dirs import (
     SMALL,
+    gpen_variant,
     make_damoyolo_dir,
     make_hrnet_dir,
     make_mogface_dir,
     make_nafnet_dir,
+    make_retinaface_dir,
     skimage_photo,
 )
 from support.tf_graphs import make_matting_dir
@@ -45,7 +47,7 @@ def photo(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pipelines(tmp_path_factory, shared_dir, photo):
+def pipelines(tmp_path_factory, shared_dir, photo, gpen_dir):
     """One pipeline of every type msvision has (task, pipeline.type), with small model directories."""
     root = tmp_path_factory.mktemp("pickle_models")
     assets = shared_dir / "assets/modelscope/damo"
@@ -72,6 +74,15 @@ def pipelines(tmp_path_factory, shared_dir, photo):
         ),
         "resnet101-face-detection-cvpr22papermogface": msvision.pipeline(
             "face-detection", model=make_mogface_dir(root / "mogface"), threads=1
+        ),
+        "resnet50-face-detection-retinaface": msvision.pipeline(
+            "face-detection", model=make_retinaface_dir(root / "retinaface"), threads=1
+        ),
+        # every face skipped by its quality (the pickling is the same; GPEN-512 per face would cost seconds)
+        "gpen-image-portrait-enhancement": msvision.pipeline(
+            "image-portrait-enhancement",
+            model=gpen_variant(gpen_dir, root / "gpen", quality="fail"),
+            threads=1,
         ),
         "tinynas-detection": msvision.pipeline(
             "image-object-detection",

@@ -324,3 +324,213 @@ def make_hrnet_dir(path, seed=0):
     (path / "configuration.json").write_text(json.dumps(config, indent=2))
     torch.save(net.state_dict(), path / "pytorch_model.pt")
     return str(path)
+
+
+# ---- RetinaFace-R50 (face-detection, and GPEN's face detector) ----
+ANCHORS_PER_CELL = 2
+RETINAFACE_SETTINGS = {
+    "name": "Resnet50",
+    "min_sizes": [[16, 32], [64, 128], [256, 512]],
+    "steps": [8, 16, 32],
+    "variance": [0.1, 0.2],
+    "clip": False,
+    "loc_weight": 2.0,
+    "gpu_train": True,
+    "batch_size": 24,
+    "ngpu": 4,
+    "epoch": 100,
+    "decay1": 70,
+    "decay2": 90,
+    "image_size": 840,
+    "pretrain": False,
+    "return_layers": {"layer2": 1, "layer3": 2, "layer4": 3},
+    "in_channel": 256,
+    "out_channel": 256,
+}
+
+
+def retinaface_net(seed=0, calibrate_on=None, passing=(12, 4, 1)):
+    """ModelScope's RetinaFace (ResNet-50) with random weights: BatchNorm statistics and affine parameters
+    randomised (the folding is exercised), the box and landmark heads scaled down (sane boxes). Random class heads
+    score about 0.5 everywhere: with ``calibrate_on`` (an HxWx3 float32 array, mean already subtracted, as the
+    network sees it), each level's face logits are spread (std 2) and shifted so that ``passing[level]`` anchors (or
+    up to 3 more: the threshold goes in the widest gap between consecutive ranks) pass the pipelines' 0.9 threshold
+    on that image; with 0, the best anchor is a logit below it."""
+    import numpy as np
+    import torch
+    from modelscope.models.cv.face_detection.retinaface.models.retinaface import RetinaFace
+
+    torch.manual_seed(seed)
+    net = RetinaFace(cfg=RETINAFACE_SETTINGS).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+        for head in (*net.BboxHead, *net.LandmarkHead):
+            head.conv1x1.weight.mul_(0.2)
+        # landmarks laid out like a face around each anchor's centre (in units of the anchor size, / variance 0.1):
+        # eyes, nose, mouth corners; so the similarity warps of GPEN's pipeline see a face-sized region
+        face = torch.tensor([[-2.0, -1.5], [2.0, -1.5], [0.0, 0.5], [-1.5, 2.5], [1.5, 2.5]]).flatten()
+        for head in net.LandmarkHead:
+            head.conv1x1.weight.mul_(0.25)
+            head.conv1x1.bias.copy_(face.repeat(ANCHORS_PER_CELL))
+        if calibrate_on is not None:
+            x = torch.from_numpy(np.ascontiguousarray(calibrate_on.transpose(2, 0, 1)[None], np.float32))
+            feats = net.body(x)
+            fpn = net.fpn(feats)
+            for level, (ssh, head) in enumerate(zip((net.ssh1, net.ssh2, net.ssh3), net.ClassHead)):
+                feature = ssh(fpn[level])
+
+                def face_logit(head=head, feature=feature):  # softmax(l)[1] = sigmoid(l1 - l0)
+                    logits = head.conv1x1(feature)[0]
+                    return (logits[1::2] - logits[0::2]).flatten().sort(descending=True).values
+
+                head.conv1x1.bias.zero_()
+                head.conv1x1.weight.mul_(2.0 / float(face_logit().std()))  # spread: few anchors near the cut
+                diff = face_logit().numpy()
+                want = min(passing[level], len(diff) - 1)
+                if want == 0:  # none passes: the best anchor a logit below the threshold
+                    cut = float(diff[0]) + 1.0
+                else:  # the threshold in the widest gap among the next few ranks, at least ``want`` passing
+                    k = max(range(want, min(want + 4, len(diff))), key=lambda k: diff[k - 1] - diff[k])
+                    cut = float(diff[k - 1] + diff[k]) / 2
+                head.conv1x1.bias[1::2] += float(np.log(9.0)) - cut
+    return net
+
+
+def make_retinaface_dir(path, seed=0, calibrate_on=None, passing=(12, 4, 1), wrap=None):
+    """A face-detection RetinaFace model directory as the hub lays it out: configuration.json with the network
+    settings under ``models`` (no ``model`` section: ModelScope's pipeline builds the detector itself) and
+    pytorch_model.pt (optionally ``{wrap: state}`` with ``module.`` prefixes, as ModelScope's loader accepts)."""
+    import torch
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    net = retinaface_net(seed, calibrate_on, passing)
+    config = {
+        "framework": "pytorch",
+        "task": "face-detection",
+        "pipeline": {"type": "resnet50-face-detection-retinaface"},
+        "models": RETINAFACE_SETTINGS,
+    }
+    (path / "configuration.json").write_text(json.dumps(config, indent=2))
+    state = net.state_dict()
+    if wrap:
+        state = {wrap: {"module." + k: v for k, v in state.items()}}
+    torch.save(state, path / "pytorch_model.pt")
+    return str(path)
+
+
+# ---- GPEN portrait enhancement ----
+def gpen_detection_image(rgb):
+    """The image GPEN's pipeline finds faces on, as the detector's network sees it: the photo resized to the
+    super-resolved size (2n, +1 on an odd side) with cv2, in BGR, minus RetinaFace's mean."""
+    import cv2
+    import numpy as np
+
+    h, w = rgb.shape[:2]
+    img = cv2.cvtColor(cv2.resize(rgb, (2 * w + w % 2, 2 * h + h % 2)), cv2.COLOR_RGB2BGR)
+    return img.astype(np.float32) - np.array([104, 117, 123], np.float32)
+
+
+def make_gpen_dir(path, calibrate_on, size=512, seed=0, quality="pass", identity="pass", passing=(1, 0, 0)):
+    """A GPEN portrait-enhancement model directory as the hub lays it out, random weights from ModelScope's own
+    classes: pytorch_model.pt (FullGenerator), face_detection/RetinaFace-R50.pth (class heads calibrated on
+    ``calibrate_on``, an RGB uint8 photo, so ``passing`` anchors per level pass 0.9 there),
+    super_resolution/realesrnet_x2.pth (RRDBNet, ``{'params_ema': ...}``), face_quality/eqface_backbone.pth and
+    eqface_quality.pth, and arcface/model_ir_se50.pth (only ModelScope's Model class loads it: strictly).
+
+    ``quality``: 'pass' sets the quality head's logits so every face scores ~1 (far above 0.1), 'fail' ~0 (all
+    skipped). ``identity``: 'pass' adds a large constant to the backbone's feature (BatchNorm1d bias) so every
+    face's features point the same way (cosine distance ~0, far below 0.15), 'fail' leaves the random features
+    (a random GPEN output is another face: distance far above it)."""
+    import numpy as np
+    import torch
+    from modelscope.models.cv.image_portrait_enhancement.gpen import FullGenerator
+    from modelscope.models.cv.image_portrait_enhancement.losses.model_irse import Backbone
+    from modelscope.models.cv.super_resolution.rrdbnet_arch import RRDBNet
+
+    path = Path(path)
+    for sub in ("face_detection", "super_resolution", "face_quality", "arcface"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    generator = FullGenerator(size, 512, 8, 2, narrow=1).eval()
+    with torch.no_grad():
+        for name, p in generator.named_parameters():
+            if name.endswith("noise.weight"):
+                p.fill_(0.1)
+    torch.save(generator.state_dict(), path / "pytorch_model.pt")
+    detector = retinaface_net(seed, gpen_detection_image(np.asarray(calibrate_on)), passing)
+    torch.save(detector.state_dict(), path / "face_detection/RetinaFace-R50.pth")
+    sr = RRDBNet(num_in_ch=3, num_out_ch=3, num_feat=32, num_block=23, num_grow_ch=32, scale=2)
+    torch.save({"params_ema": sr.state_dict()}, path / "super_resolution/realesrnet_x2.pth")
+    write_eqface(path, quality, identity, seed)
+    arcface = Backbone(input_size=112, num_layers=50, drop_ratio=0.6, mode="ir_se")
+    torch.save(arcface.state_dict(), path / "arcface/model_ir_se50.pth")
+    config = {
+        "framework": "pytorch",
+        "task": "image-portrait-enhancement",
+        "pipeline": {"type": "gpen-image-portrait-enhancement"},
+        "model": {"type": "gpen"},
+    }
+    (path / "configuration.json").write_text(json.dumps(config, indent=2))
+    return str(path)
+
+
+def write_eqface(path, quality="pass", identity="pass", seed=0):
+    """GPEN's face_quality/eqface_backbone.pth and eqface_quality.pth: ModelScope's EQFace ResNet-100 and quality
+    head with random weights steered as ``make_gpen_dir`` describes."""
+    import torch
+    from modelscope.models.cv.image_portrait_enhancement.eqface.model_resnet import FaceQuality, ResNet
+
+    path = Path(path)
+    (path / "face_quality").mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed + 1)
+    backbone, head = ResNet(num_layers=100, feature_dim=512).eval(), FaceQuality(512 * 7 * 7).eval()
+    with torch.no_grad():
+        for m in (*backbone.modules(), *head.modules()):
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        feature_bn = backbone.feature_layer[-1]  # the feature's BatchNorm1d
+        if identity == "pass":
+            feature_bn.bias.fill_(50.0)
+        else:  # features standardised over a batch of noise and smooth images: what is common to all is removed
+            noise = torch.rand(4, 3, 112, 112) * 2 - 1
+            smooth = torch.nn.functional.interpolate(
+                torch.rand(4, 3, 7, 7) * 2 - 1, size=(112, 112), mode="bilinear"
+            )
+            raw = backbone.feature_layer[0](
+                backbone.output_layer(
+                    backbone.layer4(
+                        backbone.layer3(
+                            backbone.layer2(backbone.layer1(backbone.input_layer(torch.cat([noise, smooth]))))
+                        )
+                    )
+                )
+            )
+            feature_bn.running_mean.copy_(raw.mean(0))
+            feature_bn.running_var.copy_(raw.var(0) + 1e-3)
+            feature_bn.weight.fill_(1.0)
+            feature_bn.bias.zero_()
+        hidden, last = head.qualtiy[1], head.qualtiy[3]  # (sic: ModelScope's name)
+        hidden.bias.fill_(1.0)  # ReLU(BN(.)) > 0, so the last layer's logits follow its weights' sign
+        last.weight.zero_()
+        last.weight[0 if quality == "pass" else 1].fill_(0.05)  # softmax(.)[0] is the quality
+    torch.save(backbone.state_dict(), path / "face_quality/eqface_backbone.pth")
+    torch.save(head.state_dict(), path / "face_quality/eqface_quality.pth")
+
+
+def gpen_variant(base, dest, quality="pass", identity="pass"):
+    """A copy of GPEN model directory ``base`` (hard links: no extra disk) with other EQFace weights."""
+    import shutil
+
+    dest = Path(dest)
+    shutil.copytree(base, dest, copy_function=os.link)
+    for name in ("eqface_backbone.pth", "eqface_quality.pth"):
+        (dest / "face_quality" / name).unlink()
+    write_eqface(dest, quality, identity)
+    return str(dest)

@@ -3,6 +3,7 @@ uint8 data (PIL images, HxWxC arrays) -> float CxHxW in [0, 1] by dividing by 25
 2-D arrays gain a channel axis; Compose applies transforms in order."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torchvision import transforms
@@ -75,3 +76,36 @@ def test_batched_nms_documented_behaviour():
 
     assert sorted(per_class.tolist()) == sorted(nms(offset, s, 0.5).tolist())
     assert torch.all(s[per_class][:-1] >= s[per_class][1:])
+
+
+def test_resnet50_documented_structure():
+    """torchvision's resnet50: 25,557,032 parameters (its documentation's figure), the v1.5 bottleneck (stride on
+    the 3x3), 1000 classes; pretrained weights are refused (nothing downloads in tests)."""
+    from torchvision import models
+
+    net = models.resnet50(pretrained=False).eval()
+    assert sum(p.numel() for p in net.parameters()) == 25_557_032
+    assert net.layer2[0].conv2.stride == (2, 2) and net.layer2[0].conv1.stride == (1, 1)
+    assert tuple(net.layer3[0].downsample[0].weight.shape) == (1024, 512, 1, 1)
+    with torch.no_grad():
+        assert tuple(net(torch.rand(1, 3, 64, 64)).shape) == (1, 1000)
+    with pytest.raises(RuntimeError):
+        models.resnet50(pretrained=True)
+
+
+def test_intermediate_layer_getter_documented_example():
+    """The documentation's example (on resnet50's channel counts): the named children's outputs by new name, in
+    order, and the children after the last one requested dropped."""
+    from torchvision import models
+    from torchvision.models._utils import IntermediateLayerGetter
+
+    getter = IntermediateLayerGetter(models.resnet50(), {"layer1": "feat1", "layer3": "feat2"})
+    assert "layer4" not in dict(getter.named_children()) and "fc" not in dict(getter.named_children())
+    with torch.no_grad():
+        out = getter(torch.rand(1, 3, 224, 224))
+    assert [(k, tuple(v.shape)) for k, v in out.items()] == [
+        ("feat1", (1, 256, 56, 56)),
+        ("feat2", (1, 1024, 14, 14)),
+    ]
+    with pytest.raises(ValueError):
+        IntermediateLayerGetter(models.resnet50(), {"layer9": "x"})

@@ -1,5 +1,6 @@
 /* binary.c - planners of binary (a oneDNN primitive, or the C kernel where oneDNN has only its reference one)
- * and simple_gate (a C kernel). */
+ * and simple_gate (a C kernel). Operands keep their order, so sub and div need no care: a constant a has the
+ * output's shape and is src0 (a plain fixed entry), b broadcasts against it as src1. */
 #include <stdlib.h>
 
 #include "../planner.h"

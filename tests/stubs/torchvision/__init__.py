@@ -6,6 +6,6 @@ from torchvision's documentation, exactly the functions the exercised ModelScope
 tested against that documentation in ``tests/test_torchvision_stub.py``. It is never used at run time.
 """
 
-from . import ops, transforms  # noqa: F401
+from . import models, ops, transforms  # noqa: F401
 
 __version__ = "0.28.0+msvision-test-stub"
