@@ -83,3 +83,31 @@ class Builder:
             groups=groups,
         )
         return self.act(y, act)
+
+
+def torchvision_resnet(b: Builder, x, prefix: str, layers, eps: float = 1e-5) -> list:
+    """torchvision's ResNet body under ``prefix`` (conv1/bn1 + ReLU, 3x3/2 max pool, then ``layers`` Bottleneck
+    blocks per stage, BatchNorm folded): the outputs of layer1..layer4 (strides 4, 8, 16, 32). Bottleneck: 1x1,
+    3x3 (carrying the stride, v1.5), 1x1 to 4x the planes; the residual add and the last ReLU are post-ops of the
+    third convolution."""
+    x = b.conv_bn(x, f"{prefix}.conv1", f"{prefix}.bn1", 64, 7, stride=2, padding=3, eps=eps, act="relu")
+    x = b.g.pool2d(x, kind="max", kernel=3, stride=2, padding=1)
+    features, inplanes = [], 64
+    for stage, blocks in enumerate(layers):
+        planes = 64 << stage
+        for i in range(blocks):
+            p = f"{prefix}.layer{stage + 1}.{i}"
+            stride = 2 if i == 0 and stage > 0 else 1
+            y = b.conv_bn(x, f"{p}.conv1", f"{p}.bn1", planes, 1, eps=eps, act="relu")
+            y = b.conv_bn(
+                y, f"{p}.conv2", f"{p}.bn2", planes, 3, stride=stride, padding=1, eps=eps, act="relu"
+            )
+            y = b.conv_bn(y, f"{p}.conv3", f"{p}.bn3", planes * 4, 1, eps=eps)
+            if i == 0 and (stride != 1 or inplanes != planes * 4):
+                x = b.conv_bn(
+                    x, f"{p}.downsample.0", f"{p}.downsample.1", planes * 4, 1, stride=stride, eps=eps
+                )
+            x = b.act(b.g.binary(y, x, op="add"), "relu")
+        inplanes = planes * 4
+        features.append(x)
+    return features

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Builder
+from ..graph import Builder, torchvision_resnet
 from ..utils.constant import ModelFile
 from .base import Model, torch_state_dict, weight_file
 
@@ -66,21 +66,6 @@ SSH_CONVS = (  # pred_net.conv_SSH.<name>: in, out, dilation (3x3, padding = dil
     ("conv2_2_1", HEAD_CH // 4, HEAD_CH // 4, 1),
 )
 DSFD_IN = (256, 512, 1024, 2048, 256, 256)  # fpn.dsfd_modules.i: computed by ModelScope's LFPN, never used
-
-
-def _bottleneck(b: Builder, x, prefix: str, planes: int, stride: int, downsample: bool):
-    """torchvision's Bottleneck (expansion 4, stride on the 3x3); the residual add and the last ReLU become
-    post-ops of conv3."""
-    y = b.conv_bn(x, f"{prefix}.conv1", f"{prefix}.bn1", planes, 1, eps=BN_EPS, act="relu")
-    y = b.conv_bn(
-        y, f"{prefix}.conv2", f"{prefix}.bn2", planes, 3, stride=stride, padding=1, eps=BN_EPS, act="relu"
-    )
-    y = b.conv_bn(y, f"{prefix}.conv3", f"{prefix}.bn3", planes * 4, 1, eps=BN_EPS)
-    if downsample:
-        x = b.conv_bn(
-            x, f"{prefix}.downsample.0", f"{prefix}.downsample.1", planes * 4, 1, stride=stride, eps=BN_EPS
-        )
-    return b.act(b.g.binary(y, x, op="add"), "relu")
 
 
 def _fuse(b: Builder, up, main, name: str):
@@ -164,17 +149,7 @@ class MogFace(Model):
 
     def build(self, b: Builder):
         x = b.g.input(channels=3)
-        x = b.conv_bn(x, "backbone.conv1", "backbone.bn1", 64, 7, stride=2, padding=3, eps=BN_EPS, act="relu")
-        x = b.g.pool2d(x, kind="max", kernel=3, stride=2, padding=1)
-        features, inplanes = [], 64
-        for stage, blocks in enumerate(LAYERS):
-            planes = 64 << stage
-            for i in range(blocks):
-                stride = 2 if i == 0 and stage > 0 else 1
-                downsample = i == 0 and (stride != 1 or inplanes != planes * 4)
-                x = _bottleneck(b, x, f"backbone.layer{stage + 1}.{i}", planes, stride, downsample)
-            inplanes = planes * 4
-            features.append(x)
+        features = torchvision_resnet(b, x, "backbone", LAYERS, eps=BN_EPS)
         c2, c3, c4, c5 = features
         c6 = b.conv_bn(c5, "fpn.c6.0", "fpn.c6.1", 512, 1, conv_bias=True, eps=BN_EPS, act="relu")
         c6 = b.conv_bn(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidModelError
-from ..graph import Builder
+from ..graph import Builder, torchvision_resnet
 from ..utils.constant import ModelFile
 from .base import Model, torch_state_dict, weight_file
 
@@ -148,24 +148,6 @@ class RetinaFace(Model):
             x, f"{prefix}.0", f"{prefix}.1", out, k, stride=stride, padding=k // 2, eps=BN_EPS, act=act
         )
 
-    def _bottleneck(self, b: Builder, x, prefix: str, planes: int, stride: int, downsample: bool):
-        y = b.conv_bn(x, f"{prefix}.conv1", f"{prefix}.bn1", planes, 1, eps=BN_EPS, act="relu")
-        y = b.conv_bn(
-            y, f"{prefix}.conv2", f"{prefix}.bn2", planes, 3, stride=stride, padding=1, eps=BN_EPS, act="relu"
-        )
-        y = b.conv_bn(y, f"{prefix}.conv3", f"{prefix}.bn3", planes * 4, 1, eps=BN_EPS)
-        if downsample:
-            x = b.conv_bn(
-                x,
-                f"{prefix}.downsample.0",
-                f"{prefix}.downsample.1",
-                planes * 4,
-                1,
-                stride=stride,
-                eps=BN_EPS,
-            )
-        return b.act(b.g.binary(y, x, op="add"), "relu")
-
     def _ssh(self, b: Builder, x, prefix: str, out: int, act):
         """SSH context module: concat(3x3, 5x5 = two 3x3, 7x7 = three 3x3 sharing the first) then ReLU; the ReLU
         of a concatenation is the concatenation of the ReLUs, so it becomes each branch's post-op."""
@@ -193,17 +175,7 @@ class RetinaFace(Model):
             ("leaky_relu", 0.1) if out_ch <= 64 else "relu"
         )  # ModelScope's leaky = 0.1 if out_channels <= 64
         x = b.g.input(channels=3)
-        x = b.conv_bn(x, "body.conv1", "body.bn1", 64, 7, stride=2, padding=3, eps=BN_EPS, act="relu")
-        x = b.g.pool2d(x, kind="max", kernel=3, stride=2, padding=1)
-        features, inplanes = [], 64
-        for stage, blocks in enumerate(LAYERS):
-            planes = 64 << stage
-            for i in range(blocks):
-                stride = 2 if i == 0 and stage > 0 else 1
-                downsample = i == 0 and (stride != 1 or inplanes != planes * 4)
-                x = self._bottleneck(b, x, f"body.layer{stage + 1}.{i}", planes, stride, downsample)
-            inplanes = planes * 4
-            features.append(x)
+        features = torchvision_resnet(b, x, "body", LAYERS, eps=BN_EPS)
         c3, c4, c5 = features[1:]
         o1 = self._conv_bn(b, c3, "fpn.output1", out_ch, 1, act=act)
         o2 = self._conv_bn(b, c4, "fpn.output2", out_ch, 1, act=act)

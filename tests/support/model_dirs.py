@@ -25,6 +25,15 @@ SMALL = {
 }
 
 
+def randomize_batch_norm(m, gamma=(0.5, 1.5), var=(0.5, 1.5)):
+    """A BatchNorm module's affine parameters and running statistics drawn at random (under no_grad), so that
+    folding it into the convolution before it is really exercised."""
+    m.weight.uniform_(*gamma)
+    m.bias.uniform_(-0.2, 0.2)
+    m.running_mean.uniform_(-0.2, 0.2)
+    m.running_var.uniform_(*var)
+
+
 def make_nafnet_dir(path, net_cfg, seed=0, task="image-denoising", legacy=False, wrap="params", prefix=""):
     """A NAFNet model directory as ModelScope lays it out. Beta/gamma (zero at init) and the LayerNorm affine
     parameters are randomised so every block contributes."""
@@ -68,10 +77,7 @@ def make_mogface_dir(path, seed=0, cls_bias=MOGFACE_CLS_BIAS):
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+                randomize_batch_norm(m)
             elif isinstance(m, torch.nn.GroupNorm):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
@@ -311,10 +317,7 @@ def make_hrnet_dir(path, seed=0):
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.2)
-                m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
+                randomize_batch_norm(m, gamma=(0.5, 1.2), var=(0.5, 2.0))
     config = {
         "framework": "pytorch",
         "task": "body-2d-keypoints",
@@ -365,10 +368,7 @@ def retinaface_net(seed=0, calibrate_on=None, passing=(12, 4, 1)):
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+                randomize_batch_norm(m)
         for head in (*net.BboxHead, *net.LandmarkHead):
             head.conv1x1.weight.mul_(0.2)
         # landmarks laid out like a face around each anchor's centre (in units of the anchor size, / variance 0.1):
