@@ -3,7 +3,7 @@
     msvision run TASK INPUT... [--model DIR_OR_ID] [-o OUT] [--threads N] [--jsonl FILE] [--draw]
                  [--keep-going] [--resume] [-q | -v]
     msvision tasks | models | info
-    msvision inspect GRAPH.pb [--inputs T ...] [--outputs T ...]
+    msvision inspect GRAPH.pb [--inputs T ...] [--outputs T ...] [--fix NAME=VALUE ...]
     msvision TASK IMAGE -o OUTPUT [--model DIR_OR_ID] [--threads N]     (one image; --sample: the bundled photo)
 
 INPUT is image files, folders (searched recursively for image extensions), glob patterns (``'photos/**/*.jpg'``)
@@ -36,6 +36,7 @@ IMAGE_TASKS = {
     Tasks.image_denoising,
     Tasks.image_deblurring,
     Tasks.image_portrait_enhancement,
+    Tasks.image_portrait_stylization,
     Tasks.portrait_matting,
     Tasks.universal_matting,
 }
@@ -389,13 +390,34 @@ def inspect_main(argv: list[str]) -> int:
     parser.add_argument(
         "--outputs", nargs="*", default=None, help="output tensors (default: unconsumed ones)"
     )
+    parser.add_argument(
+        "--fix",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="placeholders fixed to a constant (true/false or a number; scalar bool ones default to false)",
+    )
     args = parser.parse_args(argv)
 
     from .errors import InvalidModelError
     from .importers.tf.inspect import describe
 
+    fixed = {}
+    for item in args.fix:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"msvision inspect: --fix takes NAME=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_USAGE
+        low = value.strip().lower()
+        try:
+            fixed[name] = {"true": True, "false": False}[low] if low in ("true", "false") else float(value)
+        except ValueError:
+            print(
+                f"msvision inspect: --fix {name}: {value!r} is not true, false or a number", file=sys.stderr
+            )
+            return EXIT_USAGE
     try:
-        report, ok = describe(args.graph, args.inputs, args.outputs)
+        report, ok = describe(args.graph, args.inputs, args.outputs, fixed)
     except (OSError, InvalidModelError) as e:
         print(f"msvision inspect: {e}", file=sys.stderr)
         return EXIT_FAILED

@@ -14,6 +14,9 @@ detection, human-detection (DAMO-YOLO)
                                                    (15 joints: ModelScope's HRNet order; 17: COCO)
 ``output_img`` HxWx3 BGR: image-denoising,         the output image itself (GPEN's is twice the input's size)
 image-deblurring, image-portrait-enhancement
+``output_img`` HxWx3 BGR float32 (uint8 when no    the output image as ``cv2.imwrite`` would store it (rounded,
+face was found): image-portrait-stylization        saturated to uint8), at its own size (ModelScope's no-face
+(DCT-Net)                                          result is at the resized size)
 ``output_img`` HxWx4 BGRA: portrait-matting,       the colour composited by the alpha over a grey checkerboard
 universal-matting                                  (:data:`CHECKER_SIZE` px squares of :data:`CHECKER_LIGHT` /
                                                    :data:`CHECKER_DARK`)
@@ -62,6 +65,7 @@ CHECKER_LIGHT = 153
 CHECKER_DARK = 102
 
 FACES, OBJECTS, BODY, RESTORATION, MATTING = "faces", "objects", "body", "restoration", "matting"
+STYLIZATION = "stylization"
 
 #: task name -> the kind of result it returns
 SUPPORTED_TASKS = {
@@ -73,6 +77,7 @@ SUPPORTED_TASKS = {
     "image-denoising": RESTORATION,
     "image-deblurring": RESTORATION,
     "image-portrait-enhancement": RESTORATION,
+    "image-portrait-stylization": STYLIZATION,
     "portrait-matting": MATTING,
     "universal-matting": MATTING,
 }
@@ -82,6 +87,7 @@ _KIND_KEYS = {
     OBJECTS: (OutputKeys.SCORES, OutputKeys.LABELS, OutputKeys.BOXES),
     BODY: (OutputKeys.BOXES, OutputKeys.KEYPOINTS, OutputKeys.SCORES),
     RESTORATION: (OutputKeys.OUTPUT_IMG,),
+    STYLIZATION: (OutputKeys.OUTPUT_IMG,),
     MATTING: (OutputKeys.OUTPUT_IMG,),
 }
 
@@ -159,7 +165,9 @@ def draw(image: ImageInput, result: dict, task: str | None = None) -> Image.Imag
     canvas = np.ascontiguousarray(rgb[:, :, ::-1])  # BGR: OpenCV's channel order
     height, width = canvas.shape[:2]
 
-    if kind in (RESTORATION, MATTING):
+    if kind == STYLIZATION:
+        canvas = _stylized_image(result)
+    elif kind in (RESTORATION, MATTING):
         out = _output_image(result, kind, task, height, width)
         canvas = out.copy() if kind == RESTORATION else _composite(out)
     elif kind == FACES:
@@ -186,7 +194,7 @@ def _infer_kind(result: dict) -> str:
         if out.ndim == 3 and out.shape[2] == 4:
             return MATTING
         if out.ndim == 3 and out.shape[2] == 3:
-            return RESTORATION
+            return RESTORATION if out.dtype == np.uint8 else STYLIZATION
         raise ValueError(
             f"result['output_img'] has shape {out.shape}; expected HxWx3 (denoising, deblurring) "
             f"or HxWx4 (matting)"
@@ -266,6 +274,17 @@ def _output_image(result: dict, kind: str, task: str | None, height: int, width:
             f"the result is not this image's"
         )
     return out
+
+
+def _stylized_image(result: dict) -> np.ndarray:
+    out = result[OutputKeys.OUTPUT_IMG]
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"result['output_img'] must be a numpy array, got {type(out).__name__}")
+    if out.ndim != 3 or out.shape[2] != 3 or out.dtype.kind not in "uf":
+        raise ValueError(f"a stylization result's output_img must be HxWx3 BGR, got {out.dtype} {out.shape}")
+    if out.dtype == np.uint8:
+        return out.copy()
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)  # cv2's saturating conversion to 8 bits
 
 
 # ---- matting ----

@@ -5,11 +5,13 @@
 static int lookup_mode(const char *name) {
     if (strcmp(name, "union") == 0) return MSV_NMS_UNION;
     if (strcmp(name, "min") == 0) return MSV_NMS_MIN;
+    if (strcmp(name, "tf") == 0) return MSV_NMS_TF;
     PyErr_Format(PyExc_ValueError, "unknown nms mode '%s'", name);
     return -1;
 }
 
-/* nms(boxes (n, 4), scores (n,), iou_threshold, mode='union'|'min', offset=0.0, max_keep=-1, eps=0.0) -> indices */
+/* nms(boxes (n, 4), scores (n,), iou_threshold, mode='union'|'min'|'tf', offset=0.0, max_keep=-1, eps=0.0) -> indices
+ * ('tf': TensorFlow's NonMaxSuppression; offset and eps do not apply) */
 static PyObject *py_nms(PyObject *mod, PyObject *args, PyObject *kwds) {
     (void)mod;
     static char *kwlist[] = {"boxes", "scores", "iou_threshold", "mode", "offset", "max_keep", "eps", NULL};

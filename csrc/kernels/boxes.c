@@ -21,6 +21,18 @@ static int by_score_desc(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
+/* TensorFlow's NonMaxSuppression IoU (image_ops' IOU): corners in either order, boxes of no area overlap nothing. */
+static float tf_iou(const float *a, const float *b) {
+    const float ay0 = fminf(a[0], a[2]), ax0 = fminf(a[1], a[3]), ay1 = fmaxf(a[0], a[2]), ax1 = fmaxf(a[1], a[3]);
+    const float by0 = fminf(b[0], b[2]), bx0 = fminf(b[1], b[3]), by1 = fmaxf(b[0], b[2]), bx1 = fmaxf(b[1], b[3]);
+    const float area_a = (ay1 - ay0) * (ax1 - ax0), area_b = (by1 - by0) * (bx1 - bx0);
+    if (area_a <= 0 || area_b <= 0) return 0.f;
+    const float ih = fmaxf(fminf(ay1, by1) - fmaxf(ay0, by0), 0.f);
+    const float iw = fmaxf(fminf(ax1, bx1) - fmaxf(ax0, bx0), 0.f);
+    const float inter = ih * iw;
+    return inter / (area_a + area_b - inter);
+}
+
 int64_t msv_nms(const float *boxes, const float *scores, int64_t n, float iou_threshold, msv_nms_mode mode,
                 float offset, float eps, int64_t max_keep, int64_t *keep) {
     if (n <= 0) return 0;
@@ -43,6 +55,10 @@ int64_t msv_nms(const float *boxes, const float *scores, int64_t n, float iou_th
         for (int64_t oj = oi + 1; oj < n; oj++) {
             if (removed[oj]) continue;
             const float *b = boxes + 4 * order[oj].index;
+            if (mode == MSV_NMS_TF) {
+                if (tf_iou(a, b) > iou_threshold) removed[oj] = 1;
+                continue;
+            }
             const float iw = fminf(a[2], b[2]) - fmaxf(a[0], b[0]) + offset;
             const float ih = fminf(a[3], b[3]) - fmaxf(a[1], b[1]) + offset;
             if (iw <= 0 || ih <= 0) continue;

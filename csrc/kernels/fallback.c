@@ -4,6 +4,7 @@
  * of 1-3 channels on some ISAs). The planner uses them instead of a `ref` primitive (backend/ops/).
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include "kernels.h"
 
@@ -49,40 +50,93 @@ static inline float bcast_at(const msv_view *v, int64_t n, int64_t c, int64_t h,
     return v->data[msv_view_offset(v, v->n == 1 ? 0 : n, v->c == 1 ? 0 : c, v->h == 1 ? 0 : h, v->w == 1 ? 0 : w)];
 }
 
+/* Offset of channel c within a pixel of v (blocked layouts split it into a block index and a lane). */
+static inline int64_t channel_offset(const msv_view *v, int64_t c) { return (c / v->block) * v->scb + c % v->block; }
+
+/* Offset of pixel (n, h, w) in a view whose size-1 dims broadcast. */
+static inline int64_t pixel_offset(const msv_view *v, int64_t n, int64_t h, int64_t w) {
+    return (v->n == 1 ? 0 : n) * v->sn + (v->h == 1 ? 0 : h) * v->sh + (v->w == 1 ? 0 : w) * v->sw;
+}
+
+#define POST_MAX 8 /* operands of a post-op chain handled with precomputed channel offsets */
+
+/* The channel offsets of x, y and each operand (0 for an operand broadcast over channels), C each; NULL when out
+ * of memory. */
+static int64_t *channel_offsets(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n_ops) {
+    const int64_t C = y->c;
+    int64_t *offs = malloc(sizeof(int64_t) * (size_t)((C ? C : 1) * (2 + n_ops)));
+    if (!offs) return NULL;
+    for (int64_t c = 0; c < C; c++) {
+        offs[c] = channel_offset(x, c);
+        offs[C + c] = channel_offset(y, c);
+        for (int k = 0; k < n_ops; k++)
+            offs[(2 + k) * C + c] =
+                ops[k].kind == MSV_KPOST_ELTWISE || ops[k].operand.c == 1 ? 0 : channel_offset(&ops[k].operand, c);
+    }
+    return offs;
+}
+
 void msv_kernel_post_ops(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n_ops) {
+    int64_t *offs = n_ops <= POST_MAX ? channel_offsets(x, y, ops, n_ops) : NULL;
+    if (!offs) { /* element by element (a long chain, or out of memory) */
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t n = 0; n < y->n; n++)
+            for (int64_t h = 0; h < y->h; h++)
+                for (int64_t w = 0; w < y->w; w++) {
+                    for (int64_t c = y->c; c < y->c_padded; c++)
+                        y->data[msv_view_offset(y, n, c, h, w)] = 0.f;
+                    for (int64_t c = 0; c < y->c; c++) {
+                        float v = x->data[msv_view_offset(x, n, c, h, w)];
+                        for (int k = 0; k < n_ops; k++) {
+                            const msv_kernel_post *op = &ops[k];
+                            if (op->kind == MSV_KPOST_ELTWISE)
+                                v = msv_eltwise_value(op->act, op->alpha, op->beta, v);
+                            else if (op->kind == MSV_KPOST_BINARY)
+                                v = binary_value(op->op, v, bcast_at(&op->operand, n, c, h, w));
+                            else if (!(v > 0))
+                                v *= bcast_at(&op->operand, 0, c, 0, 0);
+                        }
+                        y->data[msv_view_offset(y, n, c, h, w)] = v;
+                    }
+                }
+        return;
+    }
+    const int64_t C = y->c;
+    const int64_t *ox = offs, *oy = offs + C;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t h = 0; h < y->h; h++)
             for (int64_t w = 0; w < y->w; w++) {
-                for (int64_t c = y->c; c < y->c_padded; c++)
-                    y->data[msv_view_offset(y, n, c, h, w)] = 0.f;
-                for (int64_t c = 0; c < y->c; c++) {
-                    float v = x->data[msv_view_offset(x, n, c, h, w)];
+                const float *px = x->data + n * x->sn + h * x->sh + w * x->sw;
+                float *py = y->data + n * y->sn + h * y->sh + w * y->sw;
+                const float *operand[POST_MAX];
+                for (int k = 0; k < n_ops; k++)
+                    operand[k] = ops[k].kind == MSV_KPOST_BINARY
+                                     ? ops[k].operand.data + pixel_offset(&ops[k].operand, n, h, w)
+                                 : ops[k].kind == MSV_KPOST_PRELU ? ops[k].operand.data
+                                                                  : NULL;
+                for (int64_t c = 0; c < C; c++) {
+                    float v = px[ox[c]];
                     for (int k = 0; k < n_ops; k++) {
                         const msv_kernel_post *op = &ops[k];
                         if (op->kind == MSV_KPOST_ELTWISE)
                             v = msv_eltwise_value(op->act, op->alpha, op->beta, v);
                         else if (op->kind == MSV_KPOST_BINARY)
-                            v = binary_value(op->op, v, bcast_at(&op->operand, n, c, h, w));
+                            v = binary_value(op->op, v, operand[k][offs[(2 + k) * C + c]]);
                         else if (!(v > 0))
-                            v *= bcast_at(&op->operand, 0, c, 0, 0);
+                            v *= operand[k][offs[(2 + k) * C + c]];
                     }
-                    y->data[msv_view_offset(y, n, c, h, w)] = v;
+                    py[oy[c]] = v;
                 }
+                for (int64_t c = C; c < y->c_padded; c++)
+                    py[channel_offset(y, c)] = 0.f;
             }
+    free(offs);
 }
 
 void msv_kernel_binary(const msv_view *a, const msv_view *b, const msv_view *y, msv_binop op) {
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t n = 0; n < y->n; n++)
-        for (int64_t h = 0; h < y->h; h++)
-            for (int64_t w = 0; w < y->w; w++) {
-                for (int64_t c = 0; c < y->c; c++)
-                    y->data[msv_view_offset(y, n, c, h, w)] =
-                        binary_value(op, a->data[msv_view_offset(a, n, c, h, w)], bcast_at(b, n, c, h, w));
-                for (int64_t c = y->c; c < y->c_padded; c++)
-                    y->data[msv_view_offset(y, n, c, h, w)] = 0.f;
-            }
+    const msv_kernel_post post = {.kind = MSV_KPOST_BINARY, .op = op, .operand = *b};
+    msv_kernel_post_ops(a, y, &post, 1);
 }
 
 void msv_kernel_softmax_channels(const msv_view *x, const msv_view *y) {
@@ -136,39 +190,123 @@ void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float
 typedef float f16v __attribute__((vector_size(64)));
 typedef float f16v_unaligned __attribute__((vector_size(64), aligned(4), may_alias));
 
-/* Per output pixel and output channel: 16-lane partial sums over every tap and channel run in one register, one
- * horizontal sum at the end (a reduction per tap, or sums kept in an array, would cost more than the multiplies). */
-MSV_MULTIVERSION
-void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
-                                 const msv_window *win) {
-    const int64_t kh = win->kh, kw = win->kw, C = x->c, O = y->c, C16 = C / 16 * 16;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t n = 0; n < y->n; n++)
-        for (int64_t oh = 0; oh < y->h; oh++)
-            for (int64_t ow = 0; ow < y->w; ow++) {
-                float *py = y->data + n * y->sn + oh * y->sh + ow * y->sw;
-                for (int64_t o = 0; o < O; o++) {
-                    f16v acc = {0};
-                    float rest = bias ? bias[o] : 0.f;
-                    for (int64_t i = 0; i < kh; i++) {
-                        const int64_t ih = oh * win->sh - win->pad_t + i * win->dh;
-                        if (ih < 0 || ih >= x->h) continue;
-                        for (int64_t j = 0; j < kw; j++) {
-                            const int64_t iw = ow * win->sw - win->pad_l + j * win->dw;
-                            if (iw < 0 || iw >= x->w) continue;
-                            const float *px = x->data + n * x->sn + ih * x->sh + iw * x->sw; /* C contiguous */
-                            const float *k = taps + ((o * kh + i) * kw + j) * C;
-                            for (int64_t c = 0; c < C16; c += 16)
-                                acc += *(const f16v_unaligned *)(px + c) * *(const f16v_unaligned *)(k + c);
-                            for (int64_t c = C16; c < C; c++)
-                                rest += px[c] * k[c];
-                        }
-                    }
-                    for (int l = 0; l < 16; l++)
-                        rest += acc[l];
-                    py[o] = rest;
+#define FEW_PIXELS 4 /* output pixels of a row computed together: 4 pixels x 4 outputs = 16 accumulators */
+
+/* One output pixel (the row's last few, or any): 16-lane partial sums over every tap and channel in one register
+ * per output, one horizontal sum at the end. */
+static inline __attribute__((always_inline)) void few_outputs_pixel(const msv_view *x, float *py, const float *taps,
+                                                                    const float *bias, const msv_window *win, int64_t n,
+                                                                    int64_t oh, int64_t ow, int64_t O) {
+    const int64_t kh = win->kh, kw = win->kw, C = x->c, C16 = C / 16 * 16;
+    for (int64_t o = 0; o < O; o++) {
+        f16v acc = {0};
+        float rest = bias ? bias[o] : 0.f;
+        for (int64_t i = 0; i < kh; i++) {
+            const int64_t ih = oh * win->sh - win->pad_t + i * win->dh;
+            if (ih < 0 || ih >= x->h) continue;
+            for (int64_t j = 0; j < kw; j++) {
+                const int64_t iw = ow * win->sw - win->pad_l + j * win->dw;
+                if (iw < 0 || iw >= x->w) continue;
+                const float *px = x->data + n * x->sn + ih * x->sh + iw * x->sw; /* C contiguous */
+                const float *k = taps + ((o * kh + i) * kw + j) * C;
+                for (int64_t c = 0; c < C16; c += 16)
+                    acc += *(const f16v_unaligned *)(px + c) * *(const f16v_unaligned *)(k + c);
+                for (int64_t c = C16; c < C; c++)
+                    rest += px[c] * k[c];
+            }
+        }
+        for (int l = 0; l < 16; l++)
+            rest += acc[l];
+        py[o] = rest;
+    }
+}
+
+/* FEW_PIXELS neighbouring output pixels, all outputs at once: each weight vector loaded once serves four pixels
+ * and each input vector four outputs (missing outputs and taps outside the image read a zero row). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FEW_OUTPUTS_AVX512 1
+/* FEW_PIXELS neighbouring output pixels, all outputs at once (AVX-512, the channels in 16-lane steps): each weight
+ * vector loaded once serves four pixels and each input vector four outputs, 16 accumulators in registers (missing
+ * outputs and taps outside the image read a zero row). Channels past the last multiple of 16 are summed apart. */
+__attribute__((target("avx512f,fma"))) static void
+few_outputs_block_avx512(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
+                         const msv_window *win, const float *zeros, int64_t n, int64_t oh, int64_t ow0, int64_t O) {
+    const int64_t kh = win->kh, kw = win->kw, C = x->c, C16 = C / 16 * 16;
+    __m512 a[FEW_PIXELS][MSV_FEW_OUTPUTS];
+    float rest[FEW_PIXELS][MSV_FEW_OUTPUTS] = {{0}};
+    for (int p = 0; p < FEW_PIXELS; p++)
+        for (int o = 0; o < MSV_FEW_OUTPUTS; o++)
+            a[p][o] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < kh; i++) {
+        const int64_t ih = oh * win->sh - win->pad_t + i * win->dh;
+        if (ih < 0 || ih >= x->h) continue;
+        const float *row = x->data + n * x->sn + ih * x->sh;
+        const int64_t first = ow0 * win->sw - win->pad_l, last = (ow0 + FEW_PIXELS - 1) * win->sw - win->pad_l + kw - 1;
+        /* a tap row inside the image, of dense pixels: its kw taps are kw * C contiguous floats, in the input
+         * as in the weights, summed as one span */
+        const int whole_row = win->dw == 1 && x->sw == C && first >= 0 && last < x->w && (kw * C) % 16 == 0;
+        for (int64_t j = 0; j < (whole_row ? 1 : kw); j++) {
+            const float *px[FEW_PIXELS], *k[MSV_FEW_OUTPUTS];
+            for (int p = 0; p < FEW_PIXELS; p++) {
+                const int64_t iw = (ow0 + p) * win->sw - win->pad_l + j * win->dw;
+                px[p] = iw < 0 || iw >= x->w ? zeros : row + iw * x->sw;
+            }
+            for (int o = 0; o < MSV_FEW_OUTPUTS; o++)
+                k[o] = o < O ? taps + ((o * kh + i) * kw + j) * C : zeros;
+            const int64_t span = whole_row ? kw * C : C16;
+            for (int64_t c = 0; c < span; c += 16) {
+                const __m512 w0 = _mm512_loadu_ps(k[0] + c), w1 = _mm512_loadu_ps(k[1] + c);
+                const __m512 w2 = _mm512_loadu_ps(k[2] + c), w3 = _mm512_loadu_ps(k[3] + c);
+                for (int p = 0; p < FEW_PIXELS; p++) {
+                    const __m512 v = _mm512_loadu_ps(px[p] + c);
+                    a[p][0] = _mm512_fmadd_ps(v, w0, a[p][0]);
+                    a[p][1] = _mm512_fmadd_ps(v, w1, a[p][1]);
+                    a[p][2] = _mm512_fmadd_ps(v, w2, a[p][2]);
+                    a[p][3] = _mm512_fmadd_ps(v, w3, a[p][3]);
                 }
             }
+            for (int64_t c = whole_row ? span : C16; c < (whole_row ? span : C); c++)
+                for (int p = 0; p < FEW_PIXELS; p++)
+                    for (int o = 0; o < MSV_FEW_OUTPUTS; o++)
+                        rest[p][o] += px[p][c] * k[o][c];
+        }
+    }
+    for (int p = 0; p < FEW_PIXELS; p++) {
+        float *py = y->data + n * y->sn + oh * y->sh + (ow0 + p) * y->sw;
+        for (int64_t o = 0; o < O; o++)
+            py[o] = (bias ? bias[o] : 0.f) + rest[p][o] + _mm512_reduce_add_ps(a[p][o]);
+    }
+}
+#endif
+
+MSV_MULTIVERSION
+static void few_outputs_pixels(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
+                               const msv_window *win, int64_t n, int64_t oh, int64_t ow_begin) {
+    for (int64_t ow = ow_begin; ow < y->w; ow++)
+        few_outputs_pixel(x, y->data + n * y->sn + oh * y->sh + ow * y->sw, taps, bias, win, n, oh, ow, y->c);
+}
+
+void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
+                                 const msv_window *win) {
+    int64_t blocks = 0;
+    float *zeros = NULL;
+#ifdef FEW_OUTPUTS_AVX512
+    if (__builtin_cpu_supports("avx512f") && y->c <= MSV_FEW_OUTPUTS) {
+        zeros = calloc((size_t)(x->c > 0 ? x->c * win->kw : 1), sizeof(float)); /* a whole tap row */
+        if (zeros) blocks = y->w / FEW_PIXELS; /* out of memory: the per-pixel path needs no buffer */
+    }
+#endif
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t oh = 0; oh < y->h; oh++) {
+#ifdef FEW_OUTPUTS_AVX512
+            for (int64_t b = 0; b < blocks; b++)
+                few_outputs_block_avx512(x, y, taps, bias, win, zeros, n, oh, b * FEW_PIXELS, y->c);
+#endif
+            few_outputs_pixels(x, y, taps, bias, win, n, oh, blocks * FEW_PIXELS);
+        }
+    free(zeros);
 }
 
 void msv_kernel_deconv(const msv_view *x, const msv_view *y, const float *wt, const float *bias, const msv_window *win,

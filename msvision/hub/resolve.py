@@ -45,6 +45,7 @@ DEFAULT_MODEL_FOR_TASK: dict[str, str] = {
     Tasks.image_object_detection: "damo/cv_tinynas_object-detection_damoyolo",
     Tasks.body_2d_keypoints: "damo/cv_hrnetv2w32_body-2d-keypoints_image",
     Tasks.image_portrait_enhancement: "damo/cv_gpen_image-portrait-enhancement",
+    Tasks.image_portrait_stylization: "damo/cv_unet_person-image-cartoon_compound-models",
     Tasks.portrait_matting: "damo/cv_unet_image-matting",
     Tasks.universal_matting: "damo/cv_unet_universal-matting",
 }

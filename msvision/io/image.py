@@ -288,7 +288,8 @@ def _load_path(path: str) -> Image.Image:
 
 
 def write_image(path, image: np.ndarray) -> str:
-    """Writes ``image`` (uint8 BGR or BGRA, OpenCV's order) encoded by ``path``'s extension (PNG without one),
+    """Writes ``image`` (uint8 BGR or BGRA, OpenCV's order; a float image rounded and saturated to uint8 as
+    ``cv2.imwrite`` stores it) encoded by ``path``'s extension (PNG without one),
     creating its folder. The file appears whole or not at all (written beside it, then renamed), so a job that
     is stopped never leaves an output that a resumed run would take as done. Returns the path."""
     import cv2
@@ -296,6 +297,10 @@ def write_image(path, image: np.ndarray) -> str:
     path = Path(path)
     suffix = path.suffix or ".png"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(image, np.ndarray) and image.dtype.kind == "f":  # DCT-Net's float32 BGR result
+        image = np.clip(np.rint(image), 0, 255).astype(
+            np.uint8
+        )  # what cv2.imwrite stores: rounded, saturated
     ok, encoded = cv2.imencode(suffix, image)
     if not ok:
         raise OSError(f"cannot encode a {getattr(image, 'shape', '?')} image as {suffix} for {path}")

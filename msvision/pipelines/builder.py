@@ -34,6 +34,9 @@ PIPELINES = {
     Tasks.image_portrait_enhancement: {
         "gpen-image-portrait-enhancement": "image_portrait_enhancement_pipeline:ImagePortraitEnhancementPipeline"
     },
+    Tasks.image_portrait_stylization: {
+        "unet-person-image-cartoon": "image_cartoon_pipeline:ImageCartoonPipeline"
+    },
     Tasks.portrait_matting: {"unet-image-matting": "image_matting_pipeline:ImageMattingPipeline"},
     Tasks.universal_matting: {"unet-universal-matting": "image_matting_pipeline:ImageMattingPipeline"},
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.cartoon_graphs import face_prior_for, make_cartoon_dir
 from support.model_dirs import (
     SMALL,
     gpen_variant,
@@ -100,6 +101,12 @@ def pipelines(tmp_path_factory, shared_dir, photo, gpen_dir):
         ),
         "unet-universal-matting": msvision.pipeline(
             "universal-matting", model=make_matting_dir(root / "universal", "universal-matting"), threads=1
+        ),
+        # the astronaut's face is under 60 px at this size: the background alone (the pickling is the same)
+        "unet-person-image-cartoon": msvision.pipeline(
+            "image-portrait-stylization",
+            model=make_cartoon_dir(root / "cartoon", face_prior_for(photo, [(55, 14, 85, 44)])),
+            threads=1,
         ),
     }
     from msvision.pipelines.builder import PIPELINES

@@ -197,6 +197,12 @@ BINARY = {
 }
 
 
+def _softmax(x):
+    """Over the last axis, as TF's CPU kernel: exp(x - max) times the reciprocal of its sum."""
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e * (x.dtype.type(1) / e.sum(axis=-1, keepdims=True))
+
+
 def _float_unary(fn):
     def run(node, x):
         with np.errstate(all="ignore"):
@@ -224,6 +230,7 @@ UNARY = {
     "Sigmoid": _float_unary(lambda x: 1 / (1 + np.exp(-x))),
     "Tanh": _float_unary(np.tanh),
     "LogicalNot": lambda n, x: np.logical_not(x),
+    "Softmax": _float_unary(_softmax),
     "ZerosLike": lambda n, x: np.zeros_like(x),
     "OnesLike": lambda n, x: np.ones_like(x),
 }
@@ -429,6 +436,34 @@ def _unpack(node, x):
     return [np.take(x, i, axis=a) for i in range(x.shape[a])]
 
 
+def conv2d(x, weight, bias, stride, padding, dilation, groups):
+    """A convolution of a constant NHWC float32 input (a shape-dependent constant, such as the pixel counts a box
+    filter computes over ``tf.ones``), with the core's weight layout (out, in / groups, kh, kw) and padding (top,
+    left, bottom, right): float32 products summed tap by tap."""
+    n, h, w, c = x.shape
+    out_c, cin_g, kh, kw = weight.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    top, left, bottom, right = padding
+    oh = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
+    ow = (w + left + right - (kw - 1) * dw - 1) // sw + 1
+    if oh < 1 or ow < 1 or cin_g * groups != c:
+        raise InvalidModelError(f"a constant convolution of {weight.shape} does not fit its input {x.shape}")
+    _check_size_of("a constant convolution", (n, oh, ow, out_c))
+    xp = np.pad(x.astype(np.float32), ((0, 0), (top, bottom), (left, right), (0, 0)))
+    out = np.zeros((n, oh, ow, groups, out_c // groups), np.float32)
+    wg = weight.astype(np.float32).reshape(groups, out_c // groups, cin_g, kh, kw)
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
+            out += np.einsum("nhwgc,goc->nhwgo", tap.reshape(n, oh, ow, groups, cin_g), wg[..., i, j])
+    return out.reshape(n, oh, ow, out_c) + bias.astype(np.float32)
+
+
+def _check_size_of(what, shape):
+    if int(np.prod(shape, dtype=np.int64)) > MAX_HOST_ELEMENTS:
+        raise InvalidModelError(f"{what} of shape {tuple(shape)} is too large")
+
+
 MULTI = {"Split": _split, "SplitV": _split_v, "Unpack": _unpack}
 
 OTHER = {
@@ -523,4 +558,13 @@ def evaluate(node, values: list[np.ndarray]) -> list[np.ndarray]:
     return [_contiguous(out)]
 
 
-__all__ = ["HOST_OPS", "StridedSliceSpec", "Unsupported", "attr", "evaluate", "paddings_of", "split_sizes"]
+__all__ = [
+    "HOST_OPS",
+    "StridedSliceSpec",
+    "Unsupported",
+    "attr",
+    "conv2d",
+    "evaluate",
+    "paddings_of",
+    "split_sizes",
+]

@@ -23,7 +23,7 @@ import numpy as np
 
 from ...errors import GraphError, InvalidInputError, InvalidModelError, ShapeError
 from ...graph import Graph, Session
-from . import host
+from . import host, nms_loop
 from .graphdef import NodeDef, numpy_dtype, parse_graphdef, read_graphdef
 
 # what a malformed node (an attribute of the wrong kind, a missing input, a zero stride) raises in the passes
@@ -92,7 +92,14 @@ def _relayout_ones(act, axes):
     return Act(act.tid, act.shape, tuple(axes), act.dtype)
 
 
-@dataclass(frozen=True)
+class _Tail:
+    """A value of the host tail (computed in NumPy after the session runs): output ``key`` = (node, index)."""
+
+    def __init__(self, key):
+        self.key = key
+
+
+@dataclass
 class Act:
     """A graph activation: core tensor ``tid``, its TF ``shape``, the core axis of each TF axis (``axes``; the
     core's other axes have size 1) and its TF dtype (an integer dtype: a truncating cast deferred to the output)."""
@@ -143,6 +150,7 @@ class TfGraph:
         max_plans: int = 8,
         memory_limit: int = 0,
         source: str | None = None,
+        fixed_inputs: dict | None = None,
     ) -> None:
         if isinstance(graph, (bytes, bytearray, memoryview)):
             self.source = source or "graph"
@@ -161,8 +169,15 @@ class TfGraph:
             if n.name in self._defs:
                 raise InvalidModelError(f"{self.source}: two nodes are named {n.name!r}")
             self._defs[n.name] = n
+        for name, value in (fixed_inputs or {}).items():
+            self._fix_input(name, value)
         self.input_refs = [self._tensor_ref(t, "input") for t in inputs]
         self.output_refs = [self._tensor_ref(t, "output") for t in outputs]
+        # a map_fn NMS loop ending the graph: the graph is cut at the loop's inputs, the loop runs in C after it
+        self.map_nms = nms_loop.match(self._defs, self.output_refs, self.source)
+        self.requested_outputs = len(self.output_refs)
+        if self.map_nms is not None:
+            self.output_refs = [self.map_nms.boxes_ref, self.map_nms.scores_ref]
         self.input_names = [r[0] for r in self.input_refs]
         if len(set(self.input_names)) != len(self.input_names):
             raise InvalidModelError(f"{self.source}: an input is named twice in {list(inputs)}")
@@ -187,6 +202,16 @@ class TfGraph:
         self._lock = threading.Lock()
 
     # ---- load time -------------------------------------------------------------------------------------------
+
+    def _fix_input(self, name, value):
+        """Placeholder ``name`` becomes a constant (a mode flag such as ``training_flag`` that the caller always
+        feeds the same value), so the conds on it fold at load time."""
+        d = self._defs.get(name)
+        if d is None or d.op not in ("Placeholder", "PlaceholderWithDefault"):
+            raise InvalidModelError(f"{self.source}: the graph has no placeholder {name!r} to fix")
+        dtype = host.attr(d, "dtype")
+        value = np.asarray(value, dtype=numpy_dtype(dtype) if dtype is not None else None)
+        self._defs[name] = NodeDef(name=name, op="Const", inputs=[], device="", attrs={"value": value})
 
     def _tensor_ref(self, text, what):
         ref = _ref(text, text)
@@ -606,7 +631,16 @@ class TfGraph:
         plan = self._plan_for(key)
         with plan.lock:
             outs = plan.session.run([feed(a) for feed, a in zip(plan.feeders, feeds)]) if plan.session else []
-        return [plan.emit(i, outs) for i in range(len(self.output_refs))]
+        results = [plan.emit(i, outs) for i in range(len(plan.outputs))]
+        n_out = len(self.output_refs)
+        if plan.tail:
+            tail = plan.run_tail(results[n_out:])
+            results = [tail[v.key] if isinstance(v, _Tail) else r for v, r in zip(plan.outputs, results)]
+        results = results[:n_out]
+        if self.map_nms is None:
+            return results
+        by_kind = self.map_nms.apply(*results)
+        return [by_kind[self.map_nms.kinds[i]] for i in range(self.requested_outputs)]
 
     def _plan_for(self, key):
         with self._lock:
@@ -642,6 +676,10 @@ class _Plan:
         self.tf = tf
         values: dict[tuple, object] = {}
         self.feeders = []
+        # the host tail: nodes after a reshape that moves data between axes (an SSD head's [B, H, W, A * 4] ->
+        # [B, H * W * A, 4]) are evaluated in NumPy on the session's outputs, in order
+        self.tail: list = []
+        self.frontier: list[Act] = []
         # the graph's inputs (and the feeders) in the order run() takes them, not the graph's topological order
         by_name = {n.name: n for n in tf.order}
         for name, shape in zip(tf.input_names, shapes):
@@ -660,6 +698,9 @@ class _Plan:
                         f"{tf.source}: {n.op} {n.name!r}: input {r[0]}:{r[1]} has no value"
                     )
                 ins.append(v)
+            if any(isinstance(v, _Tail) for v in ins) or self._starts_tail(n, ins):
+                self._defer(n, ins, values)
+                continue
             try:
                 if all(isinstance(v, np.ndarray) for v in ins) and n.op in host.HOST_OPS:
                     outs = host.evaluate(n, ins)
@@ -685,6 +726,9 @@ class _Plan:
             if isinstance(v, Act):
                 g.output(v.tid)
             self.outputs.append(v)
+        for v in self.frontier:  # the activations the host tail starts from
+            g.output(v.tid)
+            self.outputs.append(v)
         self.act_positions = [i for i, v in enumerate(self.outputs) if isinstance(v, Act)]
         self.session = None  # outputs computed on the host alone (from shapes) need no session
         if self.act_positions:
@@ -695,6 +739,59 @@ class _Plan:
                 )
             except GraphError as e:
                 raise InvalidModelError(f"{tf.source}: {e}") from None
+
+    # the host tail -------------------------------------------------------------------------------------------
+
+    def _starts_tail(self, n, ins):
+        """A Reshape of an activation that reorders its data (the core has no such op): the tail starts here."""
+        if (
+            n.op != "Reshape"
+            or len(ins) != 2
+            or not isinstance(ins[0], Act)
+            or not isinstance(ins[1], np.ndarray)
+        ):
+            return False
+        x = ins[0]
+        shape = host.reshape_target(n, x.shape, _host_int_list(n, ins[1], "shape"))
+        return [d for d in x.shape if d != 1] != [d for d in shape if d != 1]
+
+    def _defer(self, n, ins, values):
+        """``n`` joins the host tail: its activation inputs become session outputs, its outputs host values."""
+        if n.op not in host.HOST_OPS:
+            raise _error(n, "follows a reshape that moves data between axes, and cannot run on the host")
+        sources = []
+        for v in ins:
+            if isinstance(v, Act):
+                if v not in self.frontier:
+                    self.frontier.append(v)
+                sources.append(("frontier", self.frontier.index(v)))
+            elif isinstance(v, _Tail):
+                sources.append(("tail", v.key))
+            else:
+                sources.append(("const", v))
+        self.tail.append((n, sources))
+        for i in range(host.MAX_OUTPUTS if n.op in host.MULTI else 1):
+            values[(n.name, i)] = _Tail((n.name, i))
+
+    def run_tail(self, frontier_values: list) -> dict:
+        """The host tail's values by (node, output) from the frontier activations' values."""
+        computed: dict[tuple, np.ndarray] = {}
+        for n, sources in self.tail:
+            args = []
+            for kind, key in sources:
+                if kind == "frontier":
+                    args.append(frontier_values[key])
+                elif kind == "tail":
+                    if key not in computed:
+                        raise InvalidModelError(
+                            f"{self.tf.source}: {n.op} {n.name!r}: input {key} has no value"
+                        )
+                    args.append(computed[key])
+                else:
+                    args.append(key)
+            for i, out in enumerate(host.evaluate(n, args)):
+                computed[(n.name, i)] = out
+        return computed
 
     # inputs and outputs ---------------------------------------------------------------------------------------
 
@@ -716,6 +813,8 @@ class _Plan:
 
     def emit(self, i, outs):
         v = self.outputs[i]
+        if isinstance(v, _Tail):
+            return None  # computed by run_tail
         if not isinstance(v, Act):
             return v.copy()
         a = outs[self.act_positions.index(i)]
@@ -811,9 +910,38 @@ def _same_padding(size, k, s):
     return total // 2, total - total // 2
 
 
+def _conv_padding(a, h_in, w_in, top, left, bottom, right):
+    """(top, left, bottom, right) of a forward convolution: its Pad folded in, plus SAME, VALID or EXPLICIT."""
+    (kh, kw), (sh, sw), (dh, dw) = a["kernel"], a["strides"], a["dilations"]
+    if a["padding"] == "SAME":
+        (ph0, ph1) = _same_padding(h_in, (kh - 1) * dh + 1, sh)
+        (pw0, pw1) = _same_padding(w_in, (kw - 1) * dw + 1, sw)
+        return (top + ph0, left + pw0, bottom + ph1, right + pw1)
+    if a["padding"] == "VALID":
+        return (top, left, bottom, right)
+    e = a["explicit"]
+    return (top + e[0], left + e[1], bottom + e[2], right + e[3])
+
+
+def _host_conv(n, x):
+    """A convolution of a constant (shape-dependent) input, evaluated on the host once per plan."""
+    a = n.attrs
+    if x.ndim != 4 or x.dtype.kind != "f":
+        raise _error(n, f"its constant input of shape {x.shape} is not a float NHWC tensor")
+    _, h, w, c = x.shape
+    top, left, bottom, right = a["pre_pad"]
+    pad = _conv_padding(a, h + top + bottom, w + left + right, top, left, bottom, right)
+    groups = c if a["kind"] == "DepthwiseConv2dNative" else c // a["weight"].shape[1]
+    if a["kind"] == "DepthwiseConv2dNative" and a["in_channels"] != c:
+        raise _error(n, f"a depthwise filter for {a['in_channels']} channels on a {c}-channel input")
+    return host.conv2d(x, a["weight"], a["bias"], a["strides"], pad, a["dilations"], groups)
+
+
 def _conv(p: _Plan, n, ins):
     a = n.attrs
     x_act = ins[a["x_index"]]
+    if isinstance(x_act, np.ndarray) and a["kind"] != "Conv2DBackpropInput":
+        return [_host_conv(n, x_act)]
     x = p.nhwc(x_act, n)
     _, h, w, c = x_act.shape
     kh, kw = a["kernel"]
@@ -865,14 +993,7 @@ def _conv(p: _Plan, n, ins):
             output_padding=(eh, ew),
         )
         return [p.act(y, (out_n, out_h, out_w, out_c), NHWC)]
-    if a["padding"] == "SAME":
-        (ph0, ph1), (pw0, pw1) = _same_padding(h_in, ekh, sh), _same_padding(w_in, ekw, sw)
-        pad = (top + ph0, left + pw0, bottom + ph1, right + pw1)
-    elif a["padding"] == "VALID":
-        pad = (top, left, bottom, right)
-    else:
-        e = a["explicit"]
-        pad = (top + e[0], left + e[1], bottom + e[2], right + e[3])
+    pad = _conv_padding(a, h_in, w_in, top, left, bottom, right)
     if a["kind"] == "DepthwiseConv2dNative":
         groups = c
         if a["in_channels"] != c:  # TF refuses a depthwise filter of other input channels
