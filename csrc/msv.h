@@ -316,7 +316,8 @@ typedef enum msv_nms_mode { MSV_NMS_UNION, MSV_NMS_MIN, MSV_NMS_TF } msv_nms_mod
  * overlap = inter / union (or / min area); areas use (x2 - x1 + offset) * (y2 - y1 + offset) (offset 0 or 1, as
  * the model's reference code does); eps is added to the denominator (some references do). A box is dropped when
  * its overlap with a kept box is > iou_threshold. MSV_NMS_TF is TensorFlow's NonMaxSuppression (boxes y1 x1 y2 x2 or
- * x1 y1 x2 y2, corners in either order; a box of no area overlaps nothing; offset and eps unused).
+ * x1 y1 x2 y2, corners in either order; a box of no area overlaps nothing; offset and eps unused; its score
+ * threshold is the caller's, which passes the candidates only).
  * Writes up to max_keep (< 0: all) kept indices to keep; returns their count, or -1 when out of memory. */
 int64_t msv_nms(const float *boxes, const float *scores, int64_t n, float iou_threshold, msv_nms_mode mode,
                 float offset, float eps, int64_t max_keep, int64_t *keep);

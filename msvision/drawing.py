@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from .io import load_image_array
+from .io.image import to_uint8
 from .outputs import OutputKeys
 
 __all__ = [
@@ -284,7 +285,7 @@ def _stylized_image(result: dict) -> np.ndarray:
         raise ValueError(f"a stylization result's output_img must be HxWx3 BGR, got {out.dtype} {out.shape}")
     if out.dtype == np.uint8:
         return out.copy()
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)  # cv2's saturating conversion to 8 bits
+    return to_uint8(out)  # as cv2.imwrite stores it
 
 
 # ---- matting ----

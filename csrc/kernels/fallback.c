@@ -4,7 +4,6 @@
  * of 1-3 channels on some ISAs). The planner uses them instead of a `ref` primitive (backend/ops/).
  */
 #include <math.h>
-#include <stdlib.h>
 
 #include "kernels.h"
 
@@ -45,64 +44,35 @@ static inline float binary_value(msv_binop op, float a, float b) {
     }
 }
 
-/* Element (n, c, h, w) of a view whose size-1 dims broadcast. */
-static inline float bcast_at(const msv_view *v, int64_t n, int64_t c, int64_t h, int64_t w) {
-    return v->data[msv_view_offset(v, v->n == 1 ? 0 : n, v->c == 1 ? 0 : c, v->h == 1 ? 0 : h, v->w == 1 ? 0 : w)];
-}
-
-/* Offset of channel c within a pixel of v (blocked layouts split it into a block index and a lane). */
-static inline int64_t channel_offset(const msv_view *v, int64_t c) { return (c / v->block) * v->scb + c % v->block; }
-
 /* Offset of pixel (n, h, w) in a view whose size-1 dims broadcast. */
 static inline int64_t pixel_offset(const msv_view *v, int64_t n, int64_t h, int64_t w) {
     return (v->n == 1 ? 0 : n) * v->sn + (v->h == 1 ? 0 : h) * v->sh + (v->w == 1 ? 0 : w) * v->sw;
 }
 
-#define POST_MAX 8 /* operands of a post-op chain handled with precomputed channel offsets */
+/* A channel walk over a view: the offset of channel c, advanced one channel at a time (blocked layouts split the
+ * channel into a block index and a lane) with no division per element. A view broadcast over channels stays put. */
+typedef struct channel_walk {
+    int64_t offset, lane, block, scb, still;
+} channel_walk;
 
-/* The channel offsets of x, y and each operand (0 for an operand broadcast over channels), C each; NULL when out
- * of memory. */
-static int64_t *channel_offsets(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n_ops) {
-    const int64_t C = y->c;
-    int64_t *offs = malloc(sizeof(int64_t) * (size_t)((C ? C : 1) * (2 + n_ops)));
-    if (!offs) return NULL;
-    for (int64_t c = 0; c < C; c++) {
-        offs[c] = channel_offset(x, c);
-        offs[C + c] = channel_offset(y, c);
-        for (int k = 0; k < n_ops; k++)
-            offs[(2 + k) * C + c] =
-                ops[k].kind == MSV_KPOST_ELTWISE || ops[k].operand.c == 1 ? 0 : channel_offset(&ops[k].operand, c);
-    }
-    return offs;
+static inline channel_walk walk_start(const msv_view *v, int operand) {
+    return (channel_walk){0, 0, v->block, v->scb, operand && v->c == 1};
 }
 
-void msv_kernel_post_ops(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n_ops) {
-    int64_t *offs = n_ops <= POST_MAX ? channel_offsets(x, y, ops, n_ops) : NULL;
-    if (!offs) { /* element by element (a long chain, or out of memory) */
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int64_t n = 0; n < y->n; n++)
-            for (int64_t h = 0; h < y->h; h++)
-                for (int64_t w = 0; w < y->w; w++) {
-                    for (int64_t c = y->c; c < y->c_padded; c++)
-                        y->data[msv_view_offset(y, n, c, h, w)] = 0.f;
-                    for (int64_t c = 0; c < y->c; c++) {
-                        float v = x->data[msv_view_offset(x, n, c, h, w)];
-                        for (int k = 0; k < n_ops; k++) {
-                            const msv_kernel_post *op = &ops[k];
-                            if (op->kind == MSV_KPOST_ELTWISE)
-                                v = msv_eltwise_value(op->act, op->alpha, op->beta, v);
-                            else if (op->kind == MSV_KPOST_BINARY)
-                                v = binary_value(op->op, v, bcast_at(&op->operand, n, c, h, w));
-                            else if (!(v > 0))
-                                v *= bcast_at(&op->operand, 0, c, 0, 0);
-                        }
-                        y->data[msv_view_offset(y, n, c, h, w)] = v;
-                    }
-                }
-        return;
+static inline void walk_next(channel_walk *k) {
+    if (k->still) return;
+    if (++k->lane == k->block) {
+        k->lane = 0;
+        k->offset += k->scb - (k->block - 1);
+    } else {
+        k->offset++;
     }
-    const int64_t C = y->c;
-    const int64_t *ox = offs, *oy = offs + C;
+}
+
+#define POST_MAX 8 /* post-ops in one chain (the graph allows MSV_MAX_POST_OPS) */
+
+void msv_kernel_post_ops(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n_ops) {
+    if (n_ops > POST_MAX) n_ops = POST_MAX;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t h = 0; h < y->h; h++)
@@ -110,28 +80,36 @@ void msv_kernel_post_ops(const msv_view *x, const msv_view *y, const msv_kernel_
                 const float *px = x->data + n * x->sn + h * x->sh + w * x->sw;
                 float *py = y->data + n * y->sn + h * y->sh + w * y->sw;
                 const float *operand[POST_MAX];
-                for (int k = 0; k < n_ops; k++)
-                    operand[k] = ops[k].kind == MSV_KPOST_BINARY
-                                     ? ops[k].operand.data + pixel_offset(&ops[k].operand, n, h, w)
-                                 : ops[k].kind == MSV_KPOST_PRELU ? ops[k].operand.data
+                channel_walk at[POST_MAX];
+                for (int k = 0; k < n_ops; k++) {
+                    const msv_view *o = &ops[k].operand;
+                    operand[k] = ops[k].kind == MSV_KPOST_BINARY  ? o->data + pixel_offset(o, n, h, w)
+                                 : ops[k].kind == MSV_KPOST_PRELU ? o->data
                                                                   : NULL;
-                for (int64_t c = 0; c < C; c++) {
-                    float v = px[ox[c]];
+                    at[k] = ops[k].kind == MSV_KPOST_ELTWISE ? (channel_walk){0, 0, 1, 1, 1} : walk_start(o, 1);
+                }
+                channel_walk ax = walk_start(x, 0), ay = walk_start(y, 0);
+                for (int64_t c = 0; c < y->c; c++) {
+                    float v = px[ax.offset];
                     for (int k = 0; k < n_ops; k++) {
                         const msv_kernel_post *op = &ops[k];
                         if (op->kind == MSV_KPOST_ELTWISE)
                             v = msv_eltwise_value(op->act, op->alpha, op->beta, v);
                         else if (op->kind == MSV_KPOST_BINARY)
-                            v = binary_value(op->op, v, operand[k][offs[(2 + k) * C + c]]);
+                            v = binary_value(op->op, v, operand[k][at[k].offset]);
                         else if (!(v > 0))
-                            v *= operand[k][offs[(2 + k) * C + c]];
+                            v *= operand[k][at[k].offset];
+                        walk_next(&at[k]);
                     }
-                    py[oy[c]] = v;
+                    py[ay.offset] = v;
+                    walk_next(&ax);
+                    walk_next(&ay);
                 }
-                for (int64_t c = C; c < y->c_padded; c++)
-                    py[channel_offset(y, c)] = 0.f;
+                for (int64_t c = y->c; c < y->c_padded; c++) { /* padding channels of a blocked y */
+                    py[ay.offset] = 0.f;
+                    walk_next(&ay);
+                }
             }
-    free(offs);
 }
 
 void msv_kernel_binary(const msv_view *a, const msv_view *b, const msv_view *y, msv_binop op) {
@@ -288,14 +266,12 @@ static void few_outputs_pixels(const msv_view *x, const msv_view *y, const float
 }
 
 void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
-                                 const msv_window *win) {
+                                 const msv_window *win, const float *zeros) {
     int64_t blocks = 0;
-    float *zeros = NULL;
 #ifdef FEW_OUTPUTS_AVX512
-    if (__builtin_cpu_supports("avx512f") && y->c <= MSV_FEW_OUTPUTS) {
-        zeros = calloc((size_t)(x->c > 0 ? x->c * win->kw : 1), sizeof(float)); /* a whole tap row */
-        if (zeros) blocks = y->w / FEW_PIXELS; /* out of memory: the per-pixel path needs no buffer */
-    }
+    if (__builtin_cpu_supports("avx512f") && y->c <= MSV_FEW_OUTPUTS) blocks = y->w / FEW_PIXELS;
+#else
+    (void)zeros;
 #endif
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
@@ -306,7 +282,6 @@ void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const flo
 #endif
             few_outputs_pixels(x, y, taps, bias, win, n, oh, blocks * FEW_PIXELS);
         }
-    free(zeros);
 }
 
 void msv_kernel_deconv(const msv_view *x, const msv_view *y, const float *wt, const float *bias, const msv_window *win,

@@ -82,10 +82,11 @@ void msv_kernel_softmax_channels(const msv_view *x, const msv_view *y);
 void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float *w, const float *bias,
                                const msv_window *win);
 /* Convolution with at most MSV_FEW_OUTPUTS output channels (groups 1) on an NHWC x (channel stride 1): taps is
- * (O, kh, kw, C), bias (O) or NULL. */
+ * (O, kh, kw, C), bias (O) or NULL; zeros holds kw * C zeros (read for taps outside the image and missing
+ * outputs). */
 #define MSV_FEW_OUTPUTS 4
 void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
-                                 const msv_window *win);
+                                 const msv_window *win, const float *zeros);
 /* Transposed convolution (torch ConvTranspose2d): w is (C, O/groups, kh, kw), bias (O) or NULL; win's pads are
  * the convolution's (output_padding only widens y). */
 void msv_kernel_deconv(const msv_view *x, const msv_view *y, const float *w, const float *bias, const msv_window *win,

@@ -287,6 +287,11 @@ def _load_path(path: str) -> Image.Image:
         return _decode(f, f"image file {path!r}")
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A float image as ``cv2.imwrite`` stores it: rounded half to even, saturated to 0..255, uint8."""
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
 def write_image(path, image: np.ndarray) -> str:
     """Writes ``image`` (uint8 BGR or BGRA, OpenCV's order; a float image rounded and saturated to uint8 as
     ``cv2.imwrite`` stores it) encoded by ``path``'s extension (PNG without one),
@@ -298,9 +303,7 @@ def write_image(path, image: np.ndarray) -> str:
     suffix = path.suffix or ".png"
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(image, np.ndarray) and image.dtype.kind == "f":  # DCT-Net's float32 BGR result
-        image = np.clip(np.rint(image), 0, 255).astype(
-            np.uint8
-        )  # what cv2.imwrite stores: rounded, saturated
+        image = to_uint8(image)
     ok, encoded = cv2.imencode(suffix, image)
     if not ok:
         raise OSError(f"cannot encode a {getattr(image, 'shape', '?')} image as {suffix} for {path}")

@@ -11,7 +11,8 @@ Both networks exist only as TF1 frozen graphs, imported generically (:mod:`msvis
   x1 y1 x2 y2.
 - landmarks: per box wider or taller than 60 px, the image padded by the box's longer side with the pixel means
   (cv2.copyMakeBorder), a square crop 1.4 box widths wide around the box centre, resized to 160 x 160 ->
-  ``tower_0/prediction`` (68 x, y pairs in crop units first) -> 68 integer-truncated pixel points.
+  ``tower_0/prediction`` (68 x, y pairs in crop units first) -> 68 integer-truncated pixel points. A box of no
+  width has no landmarks (ModelScope's cv2.resize fails there).
 - the analyser: more than 10 boxes keep the 10 largest; each face's landmark box is smoothed with the detector
   box it overlaps (IoU > 0.5: 0.3 x landmark box + 0.7 x detector box) and faces are ordered by that box's area,
   largest first. ModelScope stores that box (``track_box``) between calls but overwrites it before reading it, so
@@ -97,16 +98,19 @@ class FaceLandmarks:
         box = box.astype(int)
         crop = padded[box[1] : box[3], box[0] : box[2], :]
         crop_h, crop_w = crop.shape[:2]
+        if crop_h == 0 or crop_w == 0:  # a box of no width (ModelScope's cv2.resize fails): no landmarks
+            return None
         crop = cv2.resize(crop, (LANDMARK_SIZE, LANDMARK_SIZE)).astype(np.float32)
         (prediction,) = self.graph.run(crop[None])
         xy = prediction[0][: 2 * POINTS].reshape(-1, 2)
         xy[:, 0] = xy[:, 0] * crop_w / LANDMARK_SIZE
         xy[:, 1] = xy[:, 1] * crop_h / LANDMARK_SIZE
-        # ModelScope: int(x * 160 + box[0] - add) per point: a float32 product, then float64 sums (a float32
-        # scalar plus an int64 one), truncated toward zero
-        x = ((xy[:, 0] * LANDMARK_SIZE).astype(np.float64) + box[0] - add).astype(int)
-        y = ((xy[:, 1] * LANDMARK_SIZE).astype(np.float64) + box[1] - add).astype(int)
-        return np.stack([x, y], axis=1).astype(np.float32)
+        # ModelScope's scalar expression per point, so NumPy's promotion rules (NEP 50 or the older value-based
+        # ones) give the same truncated pixel
+        points = [
+            [int(px * LANDMARK_SIZE + box[0] - add), int(py * LANDMARK_SIZE + box[1] - add)] for px, py in xy
+        ]
+        return np.array(points, np.float32)
 
 
 def _iou(a, b):

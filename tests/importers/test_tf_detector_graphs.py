@@ -264,3 +264,31 @@ def test_inspect_reports_the_loop_and_fixes_mode_flags(tmp_path):
     assert "map_fn NMS loop: cut at" in report and "IoU > 0.4, at most 20" in report
     report, ok = describe(str(path), fixed={"training_flag": True})
     assert ok and "fixed: training_flag=True" in report  # the training branch's BatchNorm imports too
+
+
+@pytest.mark.parametrize(
+    "surgery",
+    ["gather without inputs", "write without inputs", "gather by the NMS count", "NMS without inputs"],
+)
+def test_malformed_loops_are_refused_by_name(surgery):
+    """Malformed loop nodes raise InvalidModelError naming the node, never IndexError or a silent match."""
+    import dataclasses
+
+    from msvision.importers.tf.graphdef import parse_graphdef
+
+    nodes = parse_graphdef(_detector(version="v3"), "detector")
+    op, keep = {
+        "gather without inputs": ("TensorArrayGatherV3", 1),
+        "write without inputs": ("TensorArrayWriteV3", 0),
+        "gather by the NMS count": ("GatherV2", None),
+        "NMS without inputs": ("NonMaxSuppressionV3", 2),
+    }[surgery]
+    changed = []
+    for n in nodes:
+        if n.op == op and keep is not None:
+            n = dataclasses.replace(n, inputs=n.inputs[:keep])
+        elif n.op == op and any("NonMaxSuppression" in t for t in n.inputs):
+            n = dataclasses.replace(n, inputs=[t + ":1" if "NonMaxSuppression" in t else t for t in n.inputs])
+        changed.append(n)
+    with pytest.raises(InvalidModelError, match="not a map_fn NMS|malformed|has no input"):
+        TfGraph(changed, ["images:0"], OUTS, threads=2, fixed_inputs={"training_flag": False})

@@ -197,6 +197,19 @@ def test_winograd_epilogue_residual_and_leaky_relu(case, post, layout, monkeypat
         (1, 24, 140, 131, 4, 3, 2, (1, 1, 1, 1), 1),  # strided
         (1, 17, 70, 64, 3, 5, 1, (4, 4, 4, 4), 2),  # dilated, channels not a multiple of 16
         (1, 8, 64, 65, 1, 1, 1, (0, 0, 0, 0), 1),  # 1x1
+        (1, 40, 64, 72, 3, 2, 1, (1, 1, 0, 0), 1),  # a tap row of 80 channels: whole rows of 5 vectors
+        (1, 32, 66, 68, 3, 7, 1, (3, 3, 3, 3), 1),  # DCT-Net's last conv: 7x7 32 -> 3, width a multiple of 4
+        (
+            1,
+            20,
+            64,
+            67,
+            2,
+            3,
+            1,
+            (1, 1, 1, 1),
+            1,
+        ),  # a tap row of 60 channels: taps one by one, a 4-vector rest
     ],
     ids=str,
 )

@@ -412,12 +412,16 @@ typedef struct conv_kernel_state {
     msv_window win;
     int64_t groups;
     int deconv;
-    float *taps; /* few-outputs convolution: the weights as (O, kh, kw, C), owned */
+    float *taps;  /* few-outputs convolution: the weights as (O, kh, kw, C), owned */
+    float *zeros; /* and kw * C zeros, owned */
 } conv_kernel_state;
 
 static void free_conv_kernel_state(void *p) {
     conv_kernel_state *st = p;
-    if (st) free(st->taps);
+    if (st) {
+        free(st->taps);
+        free(st->zeros);
+    }
     free(st);
 }
 
@@ -425,7 +429,7 @@ static msv_status run_conv_kernel(const msv_step *s, msv_exec *x) {
     const conv_kernel_state *st = s->state;
     const msv_view src = msv_exec_view(x, s, 0), dst = msv_exec_view(x, s, 1);
     if (st->taps)
-        msv_kernel_conv_few_outputs(&src, &dst, st->taps, st->bias, &st->win);
+        msv_kernel_conv_few_outputs(&src, &dst, st->taps, st->bias, &st->win, st->zeros);
     else if (st->deconv)
         msv_kernel_deconv(&src, &dst, st->weights, st->bias, &st->win, st->groups);
     else
@@ -448,6 +452,7 @@ static msv_status plan_few_outputs_kernel(msv_planner *pl, const msv_node *n) {
     const int64_t O = ys.dims[1], C = xs.dims[1], taps = (int64_t)win.kh * win.kw;
     conv_kernel_state *st = calloc(1, sizeof(*st));
     float *packed = malloc(sizeof(float) * (size_t)(O * taps * C));
+    float *zeros = calloc((size_t)(win.kw * C), sizeof(float));
     int src = msv_pl_entry(pl, n->in[0]);
     dnnl_memory_desc_t nhwc = msv_md(4, xs.dims, dnnl_nhwc), ymd = msv_md(4, ys.dims, dnnl_nhwc);
     src = src >= 0 && nhwc ? msv_pl_converted(pl, src, nhwc) : -1; /* the kernel reads channels contiguously */
@@ -455,10 +460,11 @@ static msv_status plan_few_outputs_kernel(msv_planner *pl, const msv_node *n) {
     dnnl_memory_desc_destroy(nhwc);
     dnnl_memory_desc_destroy(ymd);
     msv_view vx, vy;
-    if (!st || !packed || out < 0 || !msv_md_to_view(pl->p->entries[src].md, &vx) ||
+    if (!st || !packed || !zeros || out < 0 || !msv_md_to_view(pl->p->entries[src].md, &vx) ||
         !msv_md_to_view(pl->p->entries[out].md, &vy)) {
         free(st);
         free(packed);
+        free(zeros);
         return pl->err->status ? pl->err->status : msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory");
     }
     const float *w = pl->g->tensors[n->in[1]].data; /* (O, C, kh, kw) */
@@ -466,7 +472,8 @@ static msv_status plan_few_outputs_kernel(msv_planner *pl, const msv_node *n) {
         for (int64_t t = 0; t < taps; t++)
             for (int64_t c = 0; c < C; c++)
                 packed[(o * taps + t) * C + c] = w[(o * C + c) * taps + t];
-    *st = (conv_kernel_state){.bias = n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL, .win = win, .taps = packed};
+    *st = (conv_kernel_state){
+        .bias = n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL, .win = win, .taps = packed, .zeros = zeros};
     msv_step *s = msv_pl_kernel(pl, run_conv_kernel, n, "few outputs");
     if (!s) {
         free_conv_kernel_state(st);

@@ -448,7 +448,8 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups):
     ow = (w + left + right - (kw - 1) * dw - 1) // sw + 1
     if oh < 1 or ow < 1 or cin_g * groups != c:
         raise InvalidModelError(f"a constant convolution of {weight.shape} does not fit its input {x.shape}")
-    _check_size_of("a constant convolution", (n, oh, ow, out_c))
+    if n * oh * ow * out_c > MAX_HOST_ELEMENTS:
+        raise InvalidModelError(f"a constant convolution of shape {(n, oh, ow, out_c)} is too large")
     xp = np.pad(x.astype(np.float32), ((0, 0), (top, bottom), (left, right), (0, 0)))
     out = np.zeros((n, oh, ow, groups, out_c // groups), np.float32)
     wg = weight.astype(np.float32).reshape(groups, out_c // groups, cin_g, kh, kw)
@@ -457,11 +458,6 @@ def conv2d(x, weight, bias, stride, padding, dilation, groups):
             tap = xp[:, i * dh : i * dh + (oh - 1) * sh + 1 : sh, j * dw : j * dw + (ow - 1) * sw + 1 : sw]
             out += np.einsum("nhwgc,goc->nhwgo", tap.reshape(n, oh, ow, groups, cin_g), wg[..., i, j])
     return out.reshape(n, oh, ow, out_c) + bias.astype(np.float32)
-
-
-def _check_size_of(what, shape):
-    if int(np.prod(shape, dtype=np.int64)) > MAX_HOST_ELEMENTS:
-        raise InvalidModelError(f"{what} of shape {tuple(shape)} is too large")
 
 
 MULTI = {"Split": _split, "SplitV": _split_v, "Unpack": _unpack}

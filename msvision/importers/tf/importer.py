@@ -169,12 +169,17 @@ class TfGraph:
             if n.name in self._defs:
                 raise InvalidModelError(f"{self.source}: two nodes are named {n.name!r}")
             self._defs[n.name] = n
-        for name, value in (fixed_inputs or {}).items():
-            self._fix_input(name, value)
         self.input_refs = [self._tensor_ref(t, "input") for t in inputs]
         self.output_refs = [self._tensor_ref(t, "output") for t in outputs]
-        # a map_fn NMS loop ending the graph: the graph is cut at the loop's inputs, the loop runs in C after it
-        self.map_nms = nms_loop.match(self._defs, self.output_refs, self.source)
+        try:
+            for name, value in (fixed_inputs or {}).items():
+                self._fix_input(name, value)
+            # a map_fn NMS loop ending the graph: the graph is cut at the loop's inputs, the loop runs in C after
+            self.map_nms = nms_loop.match(self._defs, self.output_refs, self.source)
+        except MALFORMED as e:
+            if isinstance(e, InvalidModelError):
+                raise
+            raise InvalidModelError(f"{self.source}: malformed graph ({type(e).__name__}: {e})") from None
         self.requested_outputs = len(self.output_refs)
         if self.map_nms is not None:
             self.output_refs = [self.map_nms.boxes_ref, self.map_nms.scores_ref]
@@ -635,6 +640,9 @@ class TfGraph:
         n_out = len(self.output_refs)
         if plan.tail:
             tail = plan.run_tail(results[n_out:])
+            missing = [v.key for v in plan.outputs if isinstance(v, _Tail) and v.key not in tail]
+            if missing:
+                raise InvalidModelError(f"{self.source}: output {missing[0][0]}:{missing[0][1]} has no value")
             results = [tail[v.key] if isinstance(v, _Tail) else r for v, r in zip(plan.outputs, results)]
         results = results[:n_out]
         if self.map_nms is None:
@@ -723,15 +731,19 @@ class _Plan:
             v = values.get(r, tf._consts.get(r))
             if v is None:
                 raise InvalidModelError(f"{tf.source}: output {r[0]}:{r[1]} has no value")
-            if isinstance(v, Act):
-                g.output(v.tid)
             self.outputs.append(v)
-        for v in self.frontier:  # the activations the host tail starts from
-            g.output(v.tid)
-            self.outputs.append(v)
-        self.act_positions = [i for i, v in enumerate(self.outputs) if isinstance(v, Act)]
+        self.outputs.extend(self.frontier)  # the activations the host tail starts from
+        # each core tensor is one session output, however many outputs (or views of it) read it
+        self.session_tids: list[int] = []
+        for v in self.outputs:
+            if isinstance(v, Act) and v.tid not in self.session_tids:
+                try:
+                    g.output(v.tid)
+                except GraphError as e:
+                    raise InvalidModelError(f"{tf.source}: {e}") from None
+                self.session_tids.append(v.tid)
         self.session = None  # outputs computed on the host alone (from shapes) need no session
-        if self.act_positions:
+        if self.session_tids:
             try:
                 g.finalize()
                 self.session = Session(
@@ -770,7 +782,10 @@ class _Plan:
             else:
                 sources.append(("const", v))
         self.tail.append((n, sources))
-        for i in range(host.MAX_OUTPUTS if n.op in host.MULTI else 1):
+        count = 1
+        if n.op in host.MULTI:  # Split and SplitV: num_split; Unpack: num
+            count = int(host.attr(n, "num_split", host.attr(n, "num", host.MAX_OUTPUTS)))
+        for i in range(max(1, min(count, host.MAX_OUTPUTS))):
             values[(n.name, i)] = _Tail((n.name, i))
 
     def run_tail(self, frontier_values: list) -> dict:
@@ -789,7 +804,15 @@ class _Plan:
                     args.append(computed[key])
                 else:
                     args.append(key)
-            for i, out in enumerate(host.evaluate(n, args)):
+            try:
+                outs = host.evaluate(n, args)
+            except InvalidModelError:
+                raise
+            except MALFORMED as e:  # inputs of shapes or kinds the op does not take
+                raise InvalidModelError(
+                    f"{self.tf.source}: {n.op} {n.name!r}: {type(e).__name__}: {e}"
+                ) from None
+            for i, out in enumerate(outs):
                 computed[(n.name, i)] = out
         return computed
 
@@ -817,7 +840,7 @@ class _Plan:
             return None  # computed by run_tail
         if not isinstance(v, Act):
             return v.copy()
-        a = outs[self.act_positions.index(i)]
+        a = outs[self.session_tids.index(v.tid)]
         core = self.g.shape(v.tid)
         # the session's buffer holds the core axes in NHWC order for 4-D tensors
         order = list(NHWC) if len(core) == 4 else list(range(len(core)))

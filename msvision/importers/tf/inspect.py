@@ -35,8 +35,9 @@ def _consumed(nodes) -> set[str]:
 
 def _is_flag(n) -> bool:
     shape = host.attr(n, "shape")
-    dtype = host.attr(n, "dtype")
-    return dtype is not None and numpy_dtype(dtype) == np.bool_ and not getattr(shape, "dims", [1])
+    dtype, dims = host.attr(n, "dtype"), getattr(shape, "dims", None)
+    known = dims is not None and not getattr(shape, "unknown_rank", False)
+    return dtype is not None and numpy_dtype(dtype) == np.bool_ and known and len(dims) == 0
 
 
 def _loop_ops(nodes, outputs, path) -> set[str]:
@@ -88,7 +89,8 @@ def describe(
         m = graph.map_nms
         lines.append(
             f"map_fn NMS loop: cut at {m.boxes_ref[0]}:{m.boxes_ref[1]} and {m.scores_ref[0]}:{m.scores_ref[1]}, "
-            f"run in C (candidates >= {m.candidate_threshold:g}, IoU > {m.iou_threshold:g}, "
+            f"run in C (candidates {'>=' if m.candidate_test is np.greater_equal else '>'} "
+            f"{m.candidate_threshold:g}, IoU > {m.iou_threshold:g}, "
             f"at most {m.max_output_size})"
         )
     imported = graph.op_histogram()

@@ -27,7 +27,7 @@ from . import host
 NMS_OPS = frozenset(
     {"NonMaxSuppression", "NonMaxSuppressionV2", "NonMaxSuppressionV3", "NonMaxSuppressionV4"}
 )
-PASS_OPS = frozenset({"Identity", "StopGradient", "Snapshot", "Enter", "Cast"})
+PASS_OPS = frozenset({"Identity", "StopGradient", "Snapshot", "Enter"})
 FILTER_OPS = {"GreaterEqual": np.greater_equal, "Greater": np.greater}
 # the ops of such a loop that only the matcher reads (msvision inspect does not count them as unsupported)
 LOOP_OPS = frozenset(
@@ -102,7 +102,7 @@ class _Matcher:
         self.source = source
 
     def fail(self, node, why):
-        return InvalidModelError(f"{self.source}: the while loop at {node!r} is not a map_fn NMS: {why}")
+        return InvalidModelError(f"{self.source}: the while loop through {node!r} is not a map_fn NMS: {why}")
 
     def node(self, name, user):
         d = self.defs.get(name)
@@ -112,11 +112,15 @@ class _Matcher:
             )
         return d
 
-    def data_inputs(self, d):
-        return [r for r in (_ref(t) for t in d.inputs) if r is not None]
+    def data_inputs(self, d, count=None):
+        """``d``'s data inputs; exactly ``count`` of them, or the loop is refused naming the node."""
+        ins = [r for r in (_ref(t) for t in d.inputs) if r is not None]
+        if count is not None and len(ins) != count:
+            raise self.fail(d.name, f"{d.op} has {len(ins)} inputs, not {count}")
+        return ins
 
     def through(self, ref, user, ops=PASS_OPS):
-        """``ref`` with pass-through ops (Identity, Enter, Cast) followed."""
+        """``ref`` with pass-through ops (Identity, Enter) followed."""
         for _ in range(len(self.defs) + 1):
             d = self.node(ref[0], user)
             if d.op not in ops:
@@ -129,7 +133,7 @@ class _Matcher:
 
     def const(self, ref, user):
         """The value of a constant input (a Const, possibly through Enter/Identity), else an error."""
-        _, d = self.through(ref, user, PASS_OPS - {"Cast"})
+        _, d = self.through(ref, user)
         if d.op != "Const":
             raise self.fail(user, f"its input {d.name!r} is a {d.op}, not a constant")
         return host.evaluate(d, [])[0]
@@ -147,15 +151,15 @@ class _Matcher:
             raise self.fail(
                 user, f"{read.name!r} is a {read.op}, not a TensorArray read of the loop's inputs"
             )
-        _, scatter = self.through(self.data_inputs(read)[2], read.name)
+        _, scatter = self.through(self.data_inputs(read, 3)[2], read.name)
         if scatter.op != "TensorArrayScatterV3":
             raise self.fail(read.name, f"the array it reads is filled by a {scatter.op}, not a scatter")
-        return self.data_inputs(scatter)[2], scatter.name
+        return self.data_inputs(scatter, 4)[2], scatter.name
 
     def written_value(self, out_ref):
         """The in-loop tensor whose per-iteration values a requested output stacks, and the loop's name."""
         _, gather = self.through(out_ref, "outputs")
-        ins = self.data_inputs(gather)
+        ins = self.data_inputs(gather, 3)
         _, handle = self.through(ins[0], gather.name)
         _, exit_ = self.through(ins[2], gather.name, {"Identity"})
         if exit_.op != "Exit":
@@ -163,42 +167,52 @@ class _Matcher:
         writes = [
             d
             for d in self.defs.values()
-            if d.op == "TensorArrayWriteV3" and self.through(self.data_inputs(d)[0], d.name)[1] is handle
+            if d.op == "TensorArrayWriteV3" and self.through(self.data_inputs(d, 4)[0], d.name)[1] is handle
         ]
         if len(writes) != 1:
             raise self.fail(gather.name, f"{len(writes)} writes fill the array it stacks")
-        return self.data_inputs(writes[0])[2], writes[0].name
+        return self.data_inputs(writes[0], 4)[2], writes[0].name
 
     def classify(self, value_ref, user):
-        """("boxes" | "scores" | "count", the NMS node, the gathered candidates' ref) of a written value."""
+        """("boxes" | "scores" | "count", the NMS node, the padded size or None) of a written value."""
         ref, d = self.through(value_ref, user)
         pad_to = None
         if d.op in ("Pad", "PadV2"):
-            if d.op == "PadV2" and float(self.scalar(self.data_inputs(d)[2], d.name, "pad value")) != 0.0:
+            ins = self.data_inputs(d, 3 if d.op == "PadV2" else 2)
+            if d.op == "PadV2" and float(self.scalar(ins[2], d.name, "pad value")) != 0.0:
                 raise self.fail(d.name, "it pads with a nonzero value")
-            pad_to = self.pad_target(self.data_inputs(d)[1], d.name)
-            ref, d = self.through(self.data_inputs(d)[0], d.name)
+            pad_to = self.pad_target(ins[1], d.name)
+            ref, d = self.through(ins[0], d.name)
             count = False
-        elif d.op == "StridedSlice":  # tf.shape(kept)[0]: the number of kept boxes
-            _, shape = self.through(self.data_inputs(d)[0], d.name)
-            begin = self.const(self.data_inputs(d)[1], d.name).reshape(-1)
-            if shape.op != "Shape" or begin.tolist() != [0]:
+        else:  # tf.cast(tf.shape(kept)[0], int32): the number of kept boxes (the only value a Cast may pass)
+            if d.op == "Cast":
+                ref, d = self.through(self.data_inputs(d, 1)[0], d.name)
+            if d.op != "StridedSlice":
+                raise self.fail(d.name, f"a written value is computed by {d.op}")
+            ins = self.data_inputs(d, 4)
+            _, shape = self.through(ins[0], d.name)
+            spec = [self.const(r, d.name).reshape(-1).tolist() for r in ins[1:]]
+            if (
+                shape.op != "Shape"
+                or spec != [[0], [1], [1]]
+                or int(host.attr(d, "shrink_axis_mask", 0)) != 1
+            ):
                 raise self.fail(
                     d.name, "a written value is neither a padded gather nor a count of kept boxes"
                 )
-            ref, d = self.through(self.data_inputs(shape)[0], shape.name)
+            ref, d = self.through(self.data_inputs(shape, 1)[0], shape.name)
             count = True
-        else:
-            raise self.fail(d.name, f"a written value is computed by {d.op}")
         if d.op != "GatherV2":
             raise self.fail(d.name, f"the kept values come from a {d.op}, not a gather by the NMS indices")
-        params, indices, axis = self.data_inputs(d)
+        params, indices, axis = self.data_inputs(d, 3)
         if int(self.scalar(axis, d.name, "axis")) != 0:
             raise self.fail(d.name, "the gather is not along the box axis")
-        _, nms = self.through(indices, d.name)
-        if nms.op not in NMS_OPS:
-            raise self.fail(d.name, f"the gather's indices come from a {nms.op}, not NonMaxSuppression")
+        index_ref, nms = self.through(indices, d.name)
+        if nms.op not in NMS_OPS or index_ref[1] != 0:
+            raise self.fail(d.name, f"the gather's indices are not the selected indices of an NMS ({nms.op})")
         nms_ins = self.data_inputs(nms)
+        if len(nms_ins) < (2 if nms.op == "NonMaxSuppression" else 4):
+            raise self.fail(nms.name, f"{nms.op} has {len(nms_ins)} inputs")
         kind = "count" if count else None
         if not count:
             if self.through(params, d.name)[0] == self.through(nms_ins[0], nms.name)[0]:
@@ -221,30 +235,32 @@ class _Matcher:
         _, row = self.through(self.data_inputs(outer)[0], outer.name)
         if row.op != "Pack" or len(self.data_inputs(row)) != 2:
             raise self.fail(user, "its paddings are not [[0, max - n], ...]")
-        before, after = self.data_inputs(row)
+        before, after = self.data_inputs(row, 2)
         _, sub = self.through(after, row.name)
         if int(self.scalar(before, row.name, "padding")) != 0 or sub.op != "Sub":
             raise self.fail(user, "its paddings are not [[0, max - n], ...]")
-        return int(self.scalar(self.data_inputs(sub)[0], sub.name, "padded size"))
+        return int(self.scalar(self.data_inputs(sub, 2)[0], sub.name, "padded size"))
 
     def candidates(self, ref, user):
         """(loop input, test, threshold) of the candidate filter ``GatherV2(read, Squeeze(Where(test(...))))``."""
         _, gather = self.through(ref, user)
         if gather.op != "GatherV2":
             raise self.fail(user, f"the NMS's input is a {gather.op}, not the thresholded candidates")
-        params, indices, axis = self.data_inputs(gather)
+        params, indices, axis = self.data_inputs(gather, 3)
         if int(self.scalar(axis, gather.name, "axis")) != 0:
             raise self.fail(gather.name, "the candidates are not gathered along the box axis")
         _, squeeze = self.through(indices, gather.name)
         where = squeeze if squeeze.op == "Where" else None
         if squeeze.op in ("Squeeze", "Reshape"):
-            where = self.through(self.data_inputs(squeeze)[0], squeeze.name)[1]
+            where = self.through(
+                self.data_inputs(squeeze, 1 if squeeze.op == "Squeeze" else 2)[0], squeeze.name
+            )[1]
         if where is None or where.op != "Where" or len(self.data_inputs(where)) != 1:
             raise self.fail(gather.name, "the candidates are not selected by Where(scores >= threshold)")
         _, test = self.through(self.data_inputs(where)[0], where.name)
         if test.op not in FILTER_OPS:
             raise self.fail(where.name, f"the candidates are selected by {test.op}, not a score threshold")
-        scores_read, threshold = self.data_inputs(test)
+        scores_read, threshold = self.data_inputs(test, 2)
         return params, scores_read, test, float(self.scalar(threshold, test.name, "threshold"))
 
 

@@ -18,6 +18,9 @@ for every style (compound-models, 3d, handdrawn, sketch, artstyle, sd-design, sd
 5. The float32 result resized back to the input's size (INTER_AREA).
 
 Output: ``{'output_img': float32 HxWx3 BGR}`` (uint8 at the resized size when no face is found).
+
+Like MTCNN's, this pipeline is a cascade: ``forward`` runs the background, the face analyser and a head per face
+(each step needs the previous one's result), and ``postprocess`` has nothing left to do.
 """
 
 from __future__ import annotations
