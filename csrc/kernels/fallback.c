@@ -69,10 +69,25 @@ static inline void walk_next(channel_walk *k) {
     }
 }
 
-#define POST_MAX 8 /* post-ops in one chain (the graph allows MSV_MAX_POST_OPS) */
+#define POST_MAX 8              /* post-ops in one chain (the graph allows MSV_MAX_POST_OPS) */
+#define POST_TABLE_CHANNELS 128 /* up to this many channels, the channel offsets come from a table on the stack */
+
+static inline int64_t channel_offset(const msv_view *v, int64_t c) { return (c / v->block) * v->scb + c % v->block; }
 
 void msv_kernel_post_ops(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n_ops) {
     if (n_ops > POST_MAX) n_ops = POST_MAX;
+    const int64_t C = y->c;
+    /* offsets of each channel in x, y and each operand (0 where an operand broadcasts over channels): a lookup
+     * per element instead of a division; past the table's size the offsets are walked channel by channel */
+    int64_t table[(2 + POST_MAX) * POST_TABLE_CHANNELS];
+    const int tabled = C <= POST_TABLE_CHANNELS;
+    for (int64_t c = 0; tabled && c < C; c++) {
+        table[c] = channel_offset(x, c);
+        table[POST_TABLE_CHANNELS + c] = channel_offset(y, c);
+        for (int k = 0; k < n_ops; k++)
+            table[(2 + k) * POST_TABLE_CHANNELS + c] =
+                ops[k].kind == MSV_KPOST_ELTWISE || ops[k].operand.c == 1 ? 0 : channel_offset(&ops[k].operand, c);
+    }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t h = 0; h < y->h; h++)
@@ -89,26 +104,27 @@ void msv_kernel_post_ops(const msv_view *x, const msv_view *y, const msv_kernel_
                     at[k] = ops[k].kind == MSV_KPOST_ELTWISE ? (channel_walk){0, 0, 1, 1, 1} : walk_start(o, 1);
                 }
                 channel_walk ax = walk_start(x, 0), ay = walk_start(y, 0);
-                for (int64_t c = 0; c < y->c; c++) {
-                    float v = px[ax.offset];
+                for (int64_t c = 0; c < C; c++) {
+                    float v = px[tabled ? table[c] : ax.offset];
                     for (int k = 0; k < n_ops; k++) {
                         const msv_kernel_post *op = &ops[k];
+                        const int64_t off = tabled ? table[(2 + k) * POST_TABLE_CHANNELS + c] : at[k].offset;
                         if (op->kind == MSV_KPOST_ELTWISE)
                             v = msv_eltwise_value(op->act, op->alpha, op->beta, v);
                         else if (op->kind == MSV_KPOST_BINARY)
-                            v = binary_value(op->op, v, operand[k][at[k].offset]);
+                            v = binary_value(op->op, v, operand[k][off]);
                         else if (!(v > 0))
-                            v *= operand[k][at[k].offset];
-                        walk_next(&at[k]);
+                            v *= operand[k][off];
+                        if (!tabled) walk_next(&at[k]);
                     }
-                    py[ay.offset] = v;
-                    walk_next(&ax);
-                    walk_next(&ay);
+                    py[tabled ? table[POST_TABLE_CHANNELS + c] : ay.offset] = v;
+                    if (!tabled) {
+                        walk_next(&ax);
+                        walk_next(&ay);
+                    }
                 }
-                for (int64_t c = y->c; c < y->c_padded; c++) { /* padding channels of a blocked y */
-                    py[ay.offset] = 0.f;
-                    walk_next(&ay);
-                }
+                for (int64_t c = C; c < y->c_padded; c++) /* padding channels of a blocked y */
+                    py[channel_offset(y, c)] = 0.f;
             }
 }
 
