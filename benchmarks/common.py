@@ -371,3 +371,114 @@ def run_engine_process(
 
 def fmt_s(x: float) -> str:
     return f"{x:.3f}" if x < 10 else f"{x:.2f}"
+
+
+# ---------------------------------------------------------------- the ONNX peers (ONNX Runtime, OpenVINO)
+
+# The engines that run an ONNX export of ModelScope's own network: ONNX Runtime's CPU provider, and OpenVINO's
+# CPU plugin twice, once forced to fp32 and once with its defaults (which on a CPU with AVX-512 BF16 or AMX
+# infer in bf16: what a user who tries OpenVINO sees).
+ONNX_PEERS = ("ort", "ov_f32", "ov_default")
+ONNX_PEER_LABEL = {
+    "ort": "ONNX Runtime",
+    "ov_f32": "OpenVINO fp32",
+    "ov_default": "OpenVINO default",
+}
+
+
+class OnnxPeer:
+    """One ONNX file loaded by ``engine`` (one of ONNX_PEERS) with ``threads`` threads; ``run(x)`` returns the
+    outputs as NumPy arrays, ``load_s`` the seconds the import and compilation took, ``info`` what the engine
+    really runs (version, precision)."""
+
+    def __init__(self, engine: str, path: str, threads: int):
+        t0 = time.perf_counter()
+        if engine == "ort":
+            import onnxruntime as ort
+
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            name = sess.get_inputs()[0].name
+            self.run = lambda x: sess.run(None, {name: x})
+            self.info = {"version": f"onnxruntime {ort.__version__}", "precision": "f32"}
+        elif engine in ("ov_f32", "ov_default"):
+            import openvino as ov
+
+            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+            if engine == "ov_f32":
+                config["INFERENCE_PRECISION_HINT"] = "f32"
+            compiled = ov.Core().compile_model(path, "CPU", config)
+            request = compiled.create_infer_request()
+
+            def run(x):
+                request.infer({0: x})
+                return [request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs))]
+
+            self.run = run
+            self.info = {
+                "version": f"openvino {ov.__version__.split('-')[0]}",
+                "precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+            }
+        else:
+            raise ValueError(f"unknown ONNX peer {engine!r}; choose from {', '.join(ONNX_PEERS)}")
+        self.load_s = time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- cold start
+
+_COLD_START = """
+import sys, time, json
+t0 = time.perf_counter()
+sys.path[:0] = {paths!r}
+{imports}
+t1 = time.perf_counter()
+p = pipeline({task!r}, model={model!r}{kwargs})
+t2 = time.perf_counter()
+p({image!r})
+t3 = time.perf_counter()
+print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1, "first_s": t3 - t2}}))
+"""
+
+
+def cold_start(
+    engine: str, task: str, model_dir: str, image: str, threads: int, timeout: float = 600
+) -> dict:
+    """Import + load + first result of ``engine``'s pipeline ('msvision' or 'modelscope') in a fresh Python
+    process: the seconds of each part measured inside it, and ``process_s``, the wall time from launching the
+    interpreter to its exit (interpreter start-up and teardown included)."""
+    if engine == "msvision":
+        paths, imports, kwargs = [REPO_ROOT], "from msvision import pipeline", f", threads={threads}"
+    elif engine == "modelscope":
+        paths = [STUBS_DIR]
+        imports = f"import torch\ntorch.set_num_threads({threads})\nfrom modelscope.pipelines import pipeline"
+        kwargs = ""
+    else:
+        raise ValueError(f"no cold start for {engine!r}")
+    code = _COLD_START.format(
+        paths=paths, imports=imports, task=task, model=model_dir, kwargs=kwargs, image=image
+    )
+    env = dict(os.environ)
+    env.update(thread_env(threads))
+    env.setdefault("MODELSCOPE_LOG_LEVEL", "40")
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"cold start of {engine} failed (rc {proc.returncode}):\n{proc.stderr[-2000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["total_s"] = res["import_s"] + res["load_s"] + res["first_s"]
+    res["process_s"] = wall
+    return res
+
+
+def fmt_cold(res: dict) -> str:
+    return (
+        f"{res['total_s']:.2f} s (import {res['import_s']:.2f} + load {res['load_s']:.2f} + first result "
+        f"{res['first_s']:.2f}; {res['process_s']:.2f} s from launching Python to its exit)"
+    )

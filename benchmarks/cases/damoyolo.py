@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """DAMO-YOLO object detection (S, M): ModelScope's pipeline vs msvision end to end, and the bare network on ONNX
-Runtime vs msvision's graph.
+Runtime and OpenVINO vs msvision's graph.
 
     python3 benchmarks/run.py damoyolo --threads 2 [--configs S:640x640,S:1280x720,M:640x640] [--repeats 5]
 
@@ -12,7 +12,8 @@ config's size):
 * ModelScope (``pipeline('image-object-detection', model=dir, trust_remote_code=True)``) and msvision: end to end
   on the PNG path, min and median of ``--repeats`` calls after ``--warmup``; the network's share of those calls
   is timed too (ModelScope: ``model.forward``; msvision: the graph run);
-* the bare network: msvision's graph and ONNX Runtime's ``session.run`` of ``torch.onnx.export`` of ModelScope's
+* the bare network: msvision's graph, ONNX Runtime's ``session.run`` and OpenVINO's inference (CPU plugin,
+  latency hint; forced to fp32, and with its defaults: bf16 on this CPU) of ``torch.onnx.export`` of ModelScope's
   own backbone + neck + head (opset 17, fixed input shape) on the same padded input tensor;
 * peak RSS and load time of each engine's process, and the detections checked against ModelScope's.
 
@@ -215,27 +216,19 @@ def engine_export(a) -> dict:
     raise RuntimeError("torch.onnx.export failed: " + " | ".join(errors))
 
 
-def engine_ort(a) -> dict:
-    t0 = time.perf_counter()
-    import onnxruntime as ort
-
+def engine_onnx_peer(a) -> dict:
+    """ONNX Runtime or OpenVINO (``a.engine``, see common.ONNX_PEERS) on the export."""
     x = np.load(a.input_npy)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = a.threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sess = ort.InferenceSession(a.onnx, so, providers=["CPUExecutionProvider"])
-    load_s = time.perf_counter() - t0
-    name = sess.get_inputs()[0].name
-    bare = common.time_calls(lambda: sess.run(None, {name: x}), a.repeats, a.warmup)
-    return {"load_s": load_s, "bare": common.summarize(bare), "ort_version": ort.__version__}
+    peer = common.OnnxPeer(a.engine, a.onnx, a.threads)
+    bare = common.time_calls(lambda: peer.run(x), a.repeats, a.warmup)
+    return {"load_s": peer.load_s, "bare": common.summarize(bare), "peer": peer.info}
 
 
 ENGINE_FUNCS = {
     "modelscope": engine_modelscope,
     "msvision": engine_msvision,
     "export": engine_export,
-    "ort": engine_ort,
+    **{peer: engine_onnx_peer for peer in common.ONNX_PEERS},
 }
 
 
@@ -281,7 +274,8 @@ def run_config(a, variant, width, height):
         res["export"] = run_child(
             a, "export", work, model_dir, image, hw, ["--onnx", onnx, "--input-npy", inp]
         )
-    res["ort"] = run_child(a, "ort", work, model_dir, image, hw, ["--onnx", onnx, "--input-npy", inp])
+    for peer in common.ONNX_PEERS:
+        res[peer] = run_child(a, peer, work, model_dir, image, hw, ["--onnx", onnx, "--input-npy", inp])
     res["check"] = compare(os.path.join(work, "msvision.npz"), os.path.join(work, "modelscope.npz"))
     res["image"] = image_note
     return res
@@ -296,12 +290,13 @@ def orchestrate(a) -> None:
         configs.append((variant.upper(), w, h))
     lines = [
         "| Model | Input | Engine | Timed | Min (s) | Median (s) | ModelScope ÷ this | ONNX Runtime ÷ this "
-        "| GFLOP/s | Peak RSS (MiB) | Load (s) | Check |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| this ÷ msvision | GFLOP/s | Peak RSS (MiB) | Load (s) | Check |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     notes = []
     for variant, w, h in configs:
         r = run_config(a, variant, w, h)
+        peers = {p: r[p]["peer"] for p in common.ONNX_PEERS}
         ms, ours, ort = r["modelscope"], r["msvision"], r["ort"]
         gflop = ms["flops"] / 1e9
         size = f"{w}×{h} (padded {common.pad_to(w, 32)}×{common.pad_to(h, 32)})"
@@ -309,16 +304,21 @@ def orchestrate(a) -> None:
             ("ModelScope pipeline (torch)", "pipeline", ms["e2e"], ms, "reference", None),
             ("msvision pipeline", "pipeline", ours["e2e"], ours, r["check"], None),
             ("ModelScope `model.forward`", "network", ms["net"], ms, "–", ms["net"]),
-            ("ONNX Runtime", "network", ort["bare"], ort, "–", ort["bare"]),
+            *(
+                (common.ONNX_PEER_LABEL[p], "network", r[p]["bare"], r[p], "–", r[p]["bare"])
+                for p in common.ONNX_PEERS
+            ),
             ("msvision graph", "network", ours["bare"], ours, "–", ours["bare"]),
         ]
         for label, what, t, proc, check, net in rows:
             ref = ms["e2e"]["median"] if what == "pipeline" else ms["net"]["median"]
             ort_ratio = f"{ort['bare']['median'] / t['median']:.2f}×" if what == "network" else "–"
+            ours_t = ours["e2e"] if what == "pipeline" else ours["bare"]
             rate = f"{gflop / t['median']:.0f}" if net else "–"
             lines.append(
                 f"| DAMO-YOLO-{variant} | {size} | {label} | {what} | {common.fmt_s(t['min'])} | "
-                f"{common.fmt_s(t['median'])} | {ref / t['median']:.2f}× | {ort_ratio} | {rate} | "
+                f"{common.fmt_s(t['median'])} | {ref / t['median']:.2f}× | {ort_ratio} | "
+                f"{t['median'] / ours_t['median']:.2f}× | {rate} | "
                 f"{proc['peak_rss_mib']:.0f} | {proc['load_s']:.2f} | {check} |"
             )
         notes.append(
@@ -326,7 +326,9 @@ def orchestrate(a) -> None:
             f"{ours['load_s']:.2f} s, first result {ours['first_result_s']:.2f} s (planning included)"
         )
     m = common.machine_info()
-    vers = common.package_versions(["torch", "onnxruntime", "modelscope", "numpy", "opencv-python-headless"])
+    vers = common.package_versions(
+        ["torch", "onnxruntime", "openvino", "modelscope", "numpy", "opencv-python-headless"]
+    )
     command = "python3 " + " ".join(shlex.quote(x) for x in sys.argv)
     header = [
         f"## DAMO-YOLO object detection — {common.now_utc()}" + (f" — {a.label}" if a.label else ""),
@@ -335,13 +337,18 @@ def orchestrate(a) -> None:
         f"- Machine: {m['cpu_model']} ({m['cpus']} CPUs, AVX-512 {'yes' if m['avx512'] else 'no'}); {m['os']}; "
         f"Python {m['python']}; load average at end {common.load_average()}",
         f"- Threads: {a.threads} for every engine; {a.warmup} warm-up + {a.repeats} timed runs each, each engine "
-        "in its own process",
+        "in its own process; OpenVINO: CPU plugin, latency hint, one stream, INFERENCE_NUM_THREADS; 'OpenVINO "
+        "default' leaves the inference precision at the plugin's default",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
         "- Models: DAMO-YOLO S (TinyNAS_res L25) and M (TinyNAS_csp L35) with random weights from ModelScope's own "
         "builders, calibrated as the tests build them; 5 classes, nms_conf_thre 0.5, nms_iou_thre 0.7",
         "- GFLOP/s: the network's convolution FLOPs (RepConvs folded) ÷ its median time",
     ]
     header += [f"- {n}" for n in notes]
+    header += [
+        f"- {common.ONNX_PEER_LABEL[p]}: {v['version']}, inference precision {v['precision']}"
+        for p, v in peers.items()
+    ]
     header.append(f"- Whole run: {time.perf_counter() - t_start:.0f} s wall")
     report = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
     print(report)

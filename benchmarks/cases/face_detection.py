@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         print(json.dumps(run_engine(args.engine, args.model_dir, args.photo, args.threads, args.repeats)))
         return 0
 
-    rows = []
+    rows, cold = [], []
     models = dict(MODELS)
     wanted = args.models.split(",")
     if "RetinaFace" in wanted:
@@ -105,6 +105,12 @@ def main(argv=None) -> int:
                 env = {**os.environ, **common.thread_env(args.threads)}
                 run = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
                 res[engine] = json.loads(run.stdout.strip().splitlines()[-1])
+            if photo_name == PHOTOS[0]:
+                for engine in ("msvision", "modelscope"):
+                    c = common.cold_start(engine, "face-detection", model_dir, photo, args.threads)
+                    cold.append(
+                        f"- Cold start of {engine}'s {name} pipeline on {photo_name}: {common.fmt_cold(c)}"
+                    )
             ms, mv = res["modelscope"], res["msvision"]
             diff = max(
                 (max(abs(a - b) for a, b in zip(ba, bb)) for ba, bb in zip(ms["boxes"], mv["boxes"])),
@@ -129,6 +135,8 @@ def main(argv=None) -> int:
         " peak RSS MiB (MS / msv) |",
         "|---|---|---|---:|---:|---:|---:|---:|",
         *rows,
+        "",
+        *cold,
         "",
     ]
     text = "\n".join(lines)

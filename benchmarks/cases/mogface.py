@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """MogFace face detection (ResNet-101 + LFPN + MogPredNet): ModelScope's pipeline vs msvision, and the bare network
-on ONNX Runtime vs msvision's graph.
+on ONNX Runtime and OpenVINO vs msvision's graph.
 
     python3 benchmarks/run.py mogface --threads 2 [--size 1000] [--repeats 3] [--model-dir DIR]
 
@@ -11,7 +11,8 @@ on the same model directory and the same PNG (a bundled real photo resized to ``
 * ModelScope and msvision: end-to-end ``pipeline('face-detection', model=dir)(png_path)``, min and median of
   ``--repeats`` calls after ``--warmup`` calls; the network time inside those calls is timed too (ModelScope:
   ``detector.net(img)``; msvision: the network's session ``run``);
-* the bare network: msvision's graph ``run`` and ONNX Runtime's ``session.run`` of ``torch.onnx.export`` of
+* the bare network: msvision's graph ``run``, ONNX Runtime's ``session.run`` and OpenVINO's inference (CPU
+  plugin, latency hint; forced to fp32, and with its defaults: bf16 on this CPU) of ``torch.onnx.export`` of
   ModelScope's own MogFace module (opset 17, fixed input shape) on the same normalised input tensor, min and
   median of ``--repeats`` runs after ``--warmup``;
 * peak RSS of each engine's process, and the outputs checked against ModelScope (detections) and between the
@@ -40,11 +41,11 @@ import common  # noqa: E402
 TASK = "face-detection"
 PIPELINE_TYPE = "resnet101-face-detection-cvpr22papermogface"
 CLS_BIAS = 1.3
-ENGINES = ("modelscope", "msvision", "ort")
+ENGINES = ("modelscope", "msvision", *common.ONNX_PEERS)
 LABEL = {
     "modelscope": "ModelScope pipeline (torch)",
     "msvision": "msvision pipeline",
-    "ort": "ONNX Runtime (bare network)",
+    **{peer: f"{label} (bare network)" for peer, label in common.ONNX_PEER_LABEL.items()},
     "msvision_net": "msvision graph (bare network)",
 }
 
@@ -217,39 +218,30 @@ def engine_export(a) -> dict:
     return report
 
 
-def engine_ort(a) -> dict:
-    t0 = time.perf_counter()
-    import onnxruntime as ort
-
+def engine_onnx_peer(a) -> dict:
+    """ONNX Runtime or OpenVINO (``a.engine``, see common.ONNX_PEERS) on the export."""
     x = np.load(a.input_npy)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = a.threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(onnx_file(a.onnx_dir, *x.shape[2:]), so, providers=["CPUExecutionProvider"])
-    load_s = time.perf_counter() - t0
+    peer = common.OnnxPeer(a.engine, onnx_file(a.onnx_dir, *x.shape[2:]), a.threads)
     rss_loaded = common.current_rss_mib()
-    name = sess.get_inputs()[0].name
     out = {}
 
     def bare():
-        out["maps"] = sess.run(None, {name: x})
+        out["maps"] = peer.run(x)
 
     bare_times = common.time_calls(bare, a.repeats, a.warmup)
     np.savez(a.out_prefix + "_maps.npz", *out["maps"])
     return {
-        "load_s": load_s,
+        "load_s": peer.load_s,
         "bare": common.summarize(bare_times),
         "rss_after_load_mib": rss_loaded,
-        "ort_version": ort.__version__,
+        "peer": peer.info,
     }
 
 
 ENGINE_FUNCS = {
     "modelscope": engine_modelscope,
     "msvision": engine_msvision,
-    "ort": engine_ort,
+    **{peer: engine_onnx_peer for peer in common.ONNX_PEERS},
     "export": engine_export,
 }
 
@@ -370,8 +362,18 @@ def orchestrate(a) -> None:
         )
     else:
         notes.append(f"ONNX export (opset 17, fixed input 1x3x{h}x{w}): cached in benchmarks/out/")
-    print(f"ort: {a.warmup}+{a.repeats} runs ...", file=sys.stderr)
-    results["ort"] = run_child(a, "ort", work, ["--input-npy", os.path.join(work, "msvision_input.npy")])
+    for peer in common.ONNX_PEERS:
+        print(f"{peer}: {a.warmup}+{a.repeats} runs ...", file=sys.stderr)
+        results[peer] = run_child(a, peer, work, ["--input-npy", os.path.join(work, "msvision_input.npy")])
+        info = results[peer]["peer"]
+        notes.append(
+            f"{common.ONNX_PEER_LABEL[peer]}: {info['version']}, inference precision {info['precision']}"
+        )
+        if peer != "ort":
+            notes.append(
+                f"{common.ONNX_PEER_LABEL[peer]} maps vs ONNX Runtime's: "
+                + compare_maps(os.path.join(work, f"{peer}_maps.npz"), os.path.join(work, "ort_maps.npz"))
+            )
 
     ms, ours, ort = results["modelscope"], results["msvision"], results["ort"]
     det_check = compare_detections(os.path.join(work, "msvision.npz"), os.path.join(work, "modelscope.npz"))
@@ -383,18 +385,22 @@ def orchestrate(a) -> None:
         (LABEL["modelscope"], "pipeline", ms["e2e"], ms_e2e, ms, "reference"),
         (LABEL["msvision"], "pipeline", ours["e2e"], ms_e2e, ours, det_check),
         ("ModelScope: `detector.net` inside its pipeline", "network", ms["net"], ms_net, ms, "–"),
-        (LABEL["ort"], "network", ort["bare"], ms_net, ort, "–"),
+        *(
+            (LABEL[peer], "network", results[peer]["bare"], ms_net, results[peer], "–")
+            for peer in common.ONNX_PEERS
+        ),
         (LABEL["msvision_net"], "network", ours["bare"], ms_net, ours, f"vs ONNX Runtime: {map_check}"),
     ]
     lines = [
-        "| Engine | Timed | Runs | Min (s) | Median (s) | ModelScope ÷ this (median) | Peak RSS (MiB) | Load (s) "
-        "| Output check |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| Engine | Timed | Runs | Min (s) | Median (s) | ModelScope ÷ this (median) | this ÷ msvision (median) "
+        "| Peak RSS (MiB) | Load (s) | Output check |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for label, what, t, ref, res, check in rows:
+        ours_t = ours["e2e"] if what == "pipeline" else ours["bare"]
         lines.append(
             f"| {label} | {what} | {runs} | {common.fmt_s(t['min'])} | {common.fmt_s(t['median'])} | "
-            f"{ref / t['median']:.2f}× | "
+            f"{ref / t['median']:.2f}× | {t['median'] / ours_t['median']:.2f}× | "
             f"{res['peak_rss_mib']:.0f} | {res['load_s']:.2f} | {check} |"
         )
     table = "\n".join(lines)
@@ -402,7 +408,16 @@ def orchestrate(a) -> None:
 
     m = common.machine_info()
     vers = common.package_versions(
-        ["torch", "onnxruntime", "onnx", "onnxscript", "modelscope", "numpy", "opencv-python-headless"]
+        [
+            "torch",
+            "onnxruntime",
+            "openvino",
+            "onnx",
+            "onnxscript",
+            "modelscope",
+            "numpy",
+            "opencv-python-headless",
+        ]
     )
     command = "python3 " + " ".join(shlex.quote(x) for x in sys.argv)
     header = [
@@ -414,7 +429,8 @@ def orchestrate(a) -> None:
         f"{m['threads_per_core']} thread/core, AVX-512 {'yes' if m['avx512'] else 'no'}); {m['os']}; "
         f"Python {m['python']}; load average at end {common.load_average()}",
         f"- Threads: {a.threads} for every engine (torch.set_num_threads, ORT intra_op_num_threads with inter_op 1, "
-        f"msvision `threads=`; OMP_NUM_THREADS={a.threads})",
+        f"OpenVINO INFERENCE_NUM_THREADS with one stream and the latency hint, msvision `threads=`; "
+        f"OMP_NUM_THREADS={a.threads})",
         f"- msvision.build_info(): `{ours.get('build_info')}`",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
         f"- Model: {model_note}",
@@ -422,11 +438,14 @@ def orchestrate(a) -> None:
         "- Pipelines: `pipeline('face-detection', model=dir)(png_path)` end to end (decode, normalise, network, "
         "priors, decode, threshold 0.82, NMS, lists); the network column is the time spent in "
         "`detector.net(img)` (ModelScope) or the graph run (msvision) inside those calls.",
-        "- Bare network: msvision's graph `run` and ONNX Runtime's `session.run` on the same normalised input "
-        "tensor; the ONNX model is ModelScope's MogFace module returning the same 12 per-level maps.",
+        "- Bare network: msvision's graph `run`, ONNX Runtime's `session.run` and OpenVINO's `infer` on the same "
+        "normalised input tensor; the ONNX model is ModelScope's MogFace module returning the same 12 per-level "
+        "maps.",
         "- Peak RSS: ru_maxrss of each engine's own process (imports, model load, all runs).",
         f"- Speed-up of the msvision pipeline over ModelScope's (median): {speedup:.2f}×; bare network, ONNX "
-        f"Runtime ÷ msvision: {ort['bare']['median'] / ours['bare']['median']:.2f}×",
+        f"Runtime ÷ msvision: {ort['bare']['median'] / ours['bare']['median']:.2f}×, OpenVINO fp32 ÷ msvision: "
+        f"{results['ov_f32']['bare']['median'] / ours['bare']['median']:.2f}×, OpenVINO default ÷ msvision: "
+        f"{results['ov_default']['bare']['median'] / ours['bare']['median']:.2f}×",
     ]
     header += [f"- {n}" for n in notes]
     header.append(f"- Whole run: {time.perf_counter() - t_start:.0f} s wall")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""NAFNet image denoising, end to end: ModelScope's pipeline (torch) vs msvision vs ONNX Runtime.
+"""NAFNet image denoising, end to end: ModelScope's pipeline (torch) vs msvision vs ONNX Runtime and OpenVINO.
 
     python3 benchmarks/run.py nafnet --threads 2 [--sizes 512,1024] [--repeats 5] [--model-dir DIR]
 
@@ -9,13 +9,15 @@ same model directory and the same PNG, so peak RSS is attributable. Per image si
 
 * end-to-end latency of ``pipeline('image-denoising', model=dir)(png_path)`` (decode, to float, 512 px tiles
   with 16 px overlap, network, to uint8 BGR): min and median of ``--repeats`` calls after ``--warmup`` calls.
-  ORT runs the same pre/post-processing in numpy around ``session.run`` on a ``torch.onnx.export`` of
+  ONNX Runtime and OpenVINO (CPU plugin, latency hint, once forced to fp32 and once with its defaults, bf16 on
+  this CPU) run the same pre/post-processing in numpy around their inference call on a ``torch.onnx.export`` of
   ModelScope's own NAFNet module (opset 17, fixed shape = the tile shape);
 * the bare network time, timed around the network calls inside those end-to-end calls and summed over the
   tiles: msvision ``p.model.run(x)`` on the padded tile, ORT ``session.run`` on the tile,
   ModelScope ``model._inference_forward(tile)`` (NAFNet + clamp);
 * conv FLOPs of the tiles the pipeline really runs (padded), achieved GFLOP/s and share of the fp32 peak;
-* peak RSS of each engine's process and the output check against ModelScope.
+* peak RSS of each engine's process and the output check against ModelScope;
+* cold start: import + load + first result of msvision's and ModelScope's pipelines, each in a fresh process.
 
 Without ``--model-dir`` a SIDD-configured NAFNet (width 32, enc [2,2,4,8], middle 12, dec [2,2,2,2]) with
 seeded random weights is written to benchmarks/out/ as configuration.json + pytorch_model.pt.
@@ -45,9 +47,9 @@ SIDD_NET = {  # model.network_g; ModelScope passes it as NAFNet(**network_g), so
     "middle_blk_num": 12,
     "dec_blk_nums": [2, 2, 2, 2],
 }
-ENGINES = ("msvision", "modelscope", "ort")
-SLOW_ENGINES = ("modelscope", "ort")  # get --slow-repeats timed runs at sizes >= --slow-size
-LABEL = {"msvision": "msvision", "modelscope": "ModelScope (torch)", "ort": "ONNX Runtime"}
+ENGINES = ("msvision", "modelscope", *common.ONNX_PEERS)
+SLOW_ENGINES = ("modelscope", "ort", "ov_f32")  # get --slow-repeats timed runs at sizes >= --slow-size
+LABEL = {"msvision": "msvision", "modelscope": "ModelScope (torch)", **common.ONNX_PEER_LABEL}
 
 
 # ================================================================ model directory
@@ -194,25 +196,15 @@ def engine_export(a) -> dict:
     return report
 
 
-def engine_ort(a) -> dict:
-    t0 = time.perf_counter()
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = a.threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+def engine_onnx_peer(a) -> dict:
+    """ONNX Runtime or OpenVINO (``a.engine``, see common.ONNX_PEERS) on the exports, one per tile shape."""
     rgb = _read_rgb(a.image)
     sessions = {}
     for h, w in sorted(set(common.tile_shapes(*rgb.shape[:2]))):
-        sessions[(h, w)] = ort.InferenceSession(
-            onnx_path(a.onnx_dir, h, w), so, providers=["CPUExecutionProvider"]
-        )
-    load_s = time.perf_counter() - t0
+        sessions[(h, w)] = common.OnnxPeer(a.engine, onnx_path(a.onnx_dir, h, w), a.threads)
+    load_s = sum(s.load_s for s in sessions.values())
     rss_loaded = common.current_rss_mib()
-    name = next(iter(sessions.values())).get_inputs()[0].name
-    acc = [0.0]  # session.run seconds: the exported graph pads internally; 512 / 528 px tiles need no padding
+    acc = [0.0]  # inference seconds: the exported graph pads internally; 512 / 528 px tiles need no padding
 
     def run_pipeline(path: str) -> np.ndarray:
         rgb = _read_rgb(path)
@@ -221,7 +213,7 @@ def engine_ort(a) -> dict:
         for (sy, sx), (dy, dx), (ry, rx) in common.tile_plan(*img.shape[2:]):
             tile = np.ascontiguousarray(img[:, :, sy, sx])
             t0 = time.perf_counter()
-            res = sessions[tile.shape[2:]].run(None, {name: tile})[0]
+            res = sessions[tile.shape[2:]].run(tile)[0]
             acc[0] += time.perf_counter() - t0
             out[:, :, dy, dx] = res[:, :, ry, rx]
         res = (out[0] * np.float32(255)).transpose(1, 2, 0).astype(np.uint8)
@@ -238,16 +230,16 @@ def engine_ort(a) -> dict:
         "load_s": load_s,
         "e2e": e2e,
         "net": net,
-        "net_how": "session.run(tile), summed over tiles",
+        "net_how": "the inference call on the tile, summed over tiles",
         "rss_after_load_mib": rss_loaded,
-        "ort_version": ort.__version__,
+        "peer": next(iter(sessions.values())).info,
     }
 
 
 ENGINE_FUNCS = {
     "msvision": engine_msvision,
     "modelscope": engine_modelscope,
-    "ort": engine_ort,
+    **{peer: engine_onnx_peer for peer in common.ONNX_PEERS},
     "export": engine_export,
 }
 
@@ -369,7 +361,7 @@ def orchestrate(a) -> None:
     peak = common.PEAK_GFLOPS_PER_THREAD * a.threads
 
     rows, images, notes = [], [], []
-    build_info = ort_version = None
+    build_info, peers = None, {}
     for size in [int(s) for s in a.sizes.split(",") if s.strip()]:
         image, what = common.make_test_image(size, os.path.join(work, "images"))
         images.append(f"{size}: {what}")
@@ -382,7 +374,7 @@ def orchestrate(a) -> None:
         tiles = ", ".join(f"{n}×{h}×{w}" for (h, w), n in desc.items())
         results = {}
         for eng in engines:
-            if eng == "ort":
+            if eng in common.ONNX_PEERS and not any(e in results for e in common.ONNX_PEERS):
                 files = [onnx_path(a.onnx_dir, h, w) for h, w in sorted(set(shapes))]
                 if all(os.path.isfile(f) for f in files):
                     exp = {"export_s": 0.0, "errors": [], "files": []}
@@ -410,7 +402,8 @@ def orchestrate(a) -> None:
                 file=sys.stderr,
             )
             build_info = e.get("build_info", build_info)
-            ort_version = e.get("ort_version", ort_version)
+            if "peer" in e:
+                peers[eng] = e["peer"]
         if "modelscope" in results:
             ref = np.load(os.path.join(work, f"modelscope_{size}.npy"))
             clipped = 100.0 * np.mean((ref == 0) | (ref == 255))
@@ -423,13 +416,22 @@ def orchestrate(a) -> None:
         rows.append({"size": size, "tiles": tiles, "gflop": flops / 1e9, "results": results})
 
     table = make_table(a, rows, peak)
+    if a.cold_start:
+        image, _ = common.make_test_image(a.cold_start, os.path.join(work, "images"))
+        for eng in ("msvision", "modelscope"):
+            if eng in engines:
+                print(f"cold start {eng} ...", file=sys.stderr)
+                res = common.cold_start(eng, TASK, a.model_dir, image, a.threads)
+                notes.append(f"Cold start of {LABEL[eng]} ({a.cold_start} px image): {common.fmt_cold(res)}")
     if build_info is None:
         common.use_repo_msvision()
         import msvision
 
         build_info = msvision.build_info()
     m = common.machine_info()
-    vers = common.package_versions(["torch", "onnxruntime", "onnx", "onnxscript", "modelscope", "numpy"])
+    vers = common.package_versions(
+        ["torch", "onnxruntime", "openvino", "onnx", "onnxscript", "modelscope", "numpy"]
+    )
     command = "python3 " + " ".join(shlex.quote(x) for x in sys.argv)
     header = [
         f"## NAFNet image denoising — {common.now_utc()}" + (f" — {a.label}" if a.label else ""),
@@ -440,7 +442,8 @@ def orchestrate(a) -> None:
         f"{m['threads_per_core']} thread/core, AVX-512 {'yes' if m['avx512'] else 'no'}); {m['os']}; "
         f"Python {m['python']}; load average at end {common.load_average()}",
         f"- Threads: {a.threads} for every engine (torch.set_num_threads, ORT intra_op_num_threads with "
-        f"inter_op 1, msvision `threads=`; OMP_NUM_THREADS={a.threads})",
+        f"inter_op 1, OpenVINO INFERENCE_NUM_THREADS with one stream and the latency hint, msvision "
+        f"`threads=`; OMP_NUM_THREADS={a.threads})",
         f"- msvision.build_info(): `{build_info}`",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
         f"- Model: {model_note}",
@@ -448,15 +451,19 @@ def orchestrate(a) -> None:
         f"- fp32 peak: {common.PEAK_GFLOPS_PER_THREAD:.0f} GFLOP/s per thread × {a.threads} = "
         f"{peak:.0f} GFLOP/s (Zen 4: 230 GFLOP/s for 2 cores, AVX2 or AVX-512)",
         "- E2E: `pipeline('image-denoising', model=dir)(png_path)` → uint8 BGR, min / median of the timed "
-        "runs after the warm-up (Runs = warm-up + timed). ONNX Runtime: the same decode / to-float / tiling "
-        "/ to-uint8 in numpy around `session.run`. Net: the network calls timed inside those same E2E calls, "
-        "summed over the image's tiles: msvision `p.model.run(x)` on the padded tile, ORT "
-        "`session.run` on the tile, ModelScope `model._inference_forward(tile)` (NAFNet + clamp).",
+        "runs after the warm-up (Runs = warm-up + timed). ONNX Runtime and OpenVINO: the same decode / "
+        "to-float / tiling / to-uint8 in numpy around their inference call. Net: the network calls timed "
+        "inside those same E2E calls, summed over the image's tiles: msvision `p.model.run(x)` on the padded "
+        "tile, the peers' inference call on the tile, ModelScope `model._inference_forward(tile)` (NAFNet + "
+        "clamp).",
         "- Conv GFLOP: 2 × MACs of every convolution (3×3, depthwise 3×3, 1×1, 2×2/2 down, 1×1 up, channel-"
         "attention 1×1) at the padded tile sizes the pipeline runs; element-wise ops not counted. "
         "GFLOP/s and % of peak use each engine's Net median.",
         "- Peak RSS: ru_maxrss of each engine's own process (imports, model load, all runs).",
         "- Output check: uint8 BGR vs ModelScope's output; identical px = all 3 channels equal.",
+    ]
+    header += [
+        f"- {LABEL[k]} runs {v['version']}, inference precision {v['precision']}" for k, v in peers.items()
     ]
     header += [f"- {n}" for n in notes]
     header.append(f"- Whole run: {time.perf_counter() - t_start:.0f} s wall")
@@ -484,11 +491,17 @@ def main(argv=None) -> None:
         "--slow-repeats",
         type=int,
         default=2,
-        help="timed runs for the slow peers (ModelScope/torch and ONNX Runtime) at sizes >= --slow-size, to "
-        "keep the default run near 10 minutes on 2 cores (default 2; 0 = use --repeats)",
+        help="timed runs for the slow peers (ModelScope/torch, ONNX Runtime, OpenVINO fp32) at sizes >= "
+        "--slow-size, to keep the default run near 10 minutes on 2 cores (default 2; 0 = use --repeats)",
     )
     ap.add_argument("--slow-size", type=int, default=1024, help="see --slow-repeats (default 1024)")
-    ap.add_argument("--engines", default=",".join(ENGINES), help="subset of msvision,modelscope,ort")
+    ap.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
+    ap.add_argument(
+        "--cold-start",
+        type=int,
+        default=512,
+        help="image size of the cold-start measurement (import + load + first result; 0 = skip; default 512)",
+    )
     ap.add_argument(
         "--model-dir", default=None, help="existing ModelScope NAFNet directory (default: build one)"
     )

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "planner.h"
 
@@ -118,9 +119,17 @@ static msv_status find_plan(msv_session *s, const msv_shape *in_shapes, msv_plan
         if (in_shapes[i].ndims < 1 || in_shapes[i].ndims > MSV_MAX_DIMS)
             return msv_set_error(err, MSV_ERR_SHAPE, "input %d has %d dimensions", i, in_shapes[i].ndims);
     msv_plan *p = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     msv_status st =
         msv_plan_build(s->g, s->weights, &s->env, s->opt.io_layout, in_shapes, &p, &s->primitives_created, err);
     if (st != MSV_OK) return st;
+    if (s->env.profile) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        fprintf(stderr, "msvision: planned in %.3f ms (%d steps, %.1f MiB of activations)\n",
+                (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, p->n_steps,
+                (double)p->arena_bytes / (1 << 20));
+    }
     if (s->opt.memory_limit > 0 && (int64_t)p->arena_bytes > s->opt.memory_limit) {
         char shape[96] = "";
         size_t used = 0;

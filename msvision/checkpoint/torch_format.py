@@ -13,7 +13,9 @@ Both are unpickled with :mod:`.safe_pickle`; tensors come back as C-contiguous N
 
 from __future__ import annotations
 
+import mmap
 import os
+import struct
 import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
@@ -123,23 +125,64 @@ _ZIP_ERRORS = (
 )
 
 
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # a zip entry's local file header (APPNOTE 4.3.7)
+
+
 class _ZipReader:
     """Reads entries of an open checkpoint archive, inflating no more than what is asked for: a storage is read
     up to the last element a tensor uses (a 1-element tensor on a huge, highly compressed storage costs 4 bytes,
-    not the whole stream), and all reads together are capped by ``budget`` (a few times the file's size)."""
+    not the whole stream), and all reads together are capped by ``budget`` (a few times the file's size).
 
-    def __init__(self, zf: zipfile.ZipFile, path: str, budget: Budget) -> None:
+    Stored (uncompressed) entries, which is how torch.save writes them, are views of ``mapped``, the file mapped
+    read-only: the resolver's copy into each tensor is then the only copy of the weights."""
+
+    def __init__(self, zf: zipfile.ZipFile, path: str, budget: Budget, mapped: mmap.mmap | None) -> None:
         self.zf = zf
         self.path = path
         self.budget = budget
-        self.cache: dict[str, bytes] = {}
+        self.mapped = memoryview(mapped) if mapped is not None else None
+        self.cache: dict[str, bytes | memoryview] = {}
 
-    def read(self, info: zipfile.ZipInfo, nbytes: int | None = None) -> bytes:
-        """At least ``nbytes`` (all when None) of the entry's data, which must be present."""
+    def release(self) -> None:
+        self.cache.clear()
+        if self.mapped is not None:
+            self.mapped.release()
+
+    def _stored_data(self, info: zipfile.ZipInfo) -> memoryview:
+        """The data of a stored entry as a view of the mapped file, after the checks zipfile makes: the local
+        header's signature and name, the data inside the file, and (in ``read``) the CRC."""
+        mapped, start = self.mapped, info.header_offset
+        name = brief(info.filename)
+        if start + _LOCAL_HEADER.size > len(mapped):
+            raise CheckpointError(f"truncated zip entry {name} in {self.path}")
+        header = _LOCAL_HEADER.unpack_from(mapped, start)
+        if header[0] != b"PK\x03\x04":
+            raise CheckpointError(f"corrupt zip entry {name} in {self.path}: bad local header")
+        name_len, extra_len = header[10], header[11]
+        start += _LOCAL_HEADER.size
+        if bytes(mapped[start : start + name_len]) != info.orig_filename.encode("utf-8", "surrogateescape"):
+            raise CheckpointError(f"corrupt zip entry {name} in {self.path}: local and central names differ")
+        start += name_len + extra_len
+        if start + info.file_size > len(mapped):
+            raise CheckpointError(f"truncated zip entry {name} in {self.path}")
+        return mapped[start : start + info.file_size]
+
+    def read(
+        self, info: zipfile.ZipInfo, nbytes: int | None = None, view: bool = False
+    ) -> bytes | memoryview:
+        """At least ``nbytes`` (all when None) of the entry's data, which must be present; with ``view`` a
+        stored entry may come back as a read-only view of the mapped file."""
         want = info.file_size if nbytes is None else min(nbytes, info.file_size)
         have = self.cache.get(info.filename, b"")
         if len(have) >= want:
-            return have
+            return have if view else bytes(have)
+        if view and self.mapped is not None and info.compress_type == zipfile.ZIP_STORED:
+            data = self._stored_data(info)
+            self.budget.charge(len(data), f"zip entry {brief(info.filename)}")
+            if zlib.crc32(data) != info.CRC:
+                raise CheckpointError(f"corrupt zip entry {brief(info.filename)} in {self.path}: bad CRC")
+            self.cache[info.filename] = data
+            return data
         # read ahead (at least doubling what was read) so that growing requests cost linear time overall
         amount = min(info.file_size, max(want, 2 * len(have)))
         self.budget.charge(amount - len(have), f"zip entry {brief(info.filename)}")
@@ -174,63 +217,77 @@ def _load_zip(path: str, file_size: int) -> object:
         zf = zipfile.ZipFile(path)
     except (*_ZIP_ERRORS, zipfile.LargeZipFile) as exc:
         raise CheckpointError(f"{path} is not a readable zip archive (corrupt or truncated): {exc}") from exc
-    with zf:
-        try:
-            infos = _zip_infos(zf, path, file_size)
-        except CheckpointError:
-            raise
-        except _ZIP_ERRORS as exc:
-            raise CheckpointError(f"corrupt zip directory in {path}: {exc}") from exc
-        prefix = _find_prefix(infos, path)
-        reader = _ZipReader(zf, path, Budget(_INFLATE_FACTOR * file_size + _INFLATE_SLACK, path))
+    try:
+        mapped = mmap.mmap(zf.fp.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, AttributeError):
+        mapped = None  # not a mappable file: entries are read through zipfile
+    reader = _ZipReader(zf, path, Budget(_INFLATE_FACTOR * file_size + _INFLATE_SLACK, path), mapped)
+    try:
+        with zf:
+            return _read_zip_structure(zf, reader, path, file_size)
+    finally:
+        reader.release()
+        if mapped is not None:
+            try:
+                mapped.close()
+            except BufferError:
+                pass  # an error left arrays on the mapping alive: it is unmapped when they are collected
 
-        big_endian = False
-        order_info = infos.get(f"{prefix}/byteorder")
-        if order_info is not None:
-            if order_info.file_size > 16:
-                raise CheckpointError(f"invalid byteorder record in {path}")
-            order = reader.read(order_info).strip()
-            if order not in (b"little", b"big"):
-                raise CheckpointError(f"invalid byteorder {brief(order)} in {path}")
-            big_endian = order == b"big"
 
-        storages: dict[tuple[str, str], TorchStorage] = {}
+def _read_zip_structure(zf: zipfile.ZipFile, reader: _ZipReader, path: str, file_size: int) -> object:
+    try:
+        infos = _zip_infos(zf, path, file_size)
+    except CheckpointError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise CheckpointError(f"corrupt zip directory in {path}: {exc}") from exc
+    prefix = _find_prefix(infos, path)
 
-        def persistent_load(pid: object) -> TorchStorage:
-            if not isinstance(pid, tuple) or len(pid) != 5 or _as_str(pid[0]) != "storage":
-                raise CheckpointError(f"unsupported persistent id {brief(pid)} in {path}")
-            _, stype, key, _location, numel = pid
-            stype = _storage_type(stype, path)
-            key = _as_str(key)
-            numel = _check_count(numel, "storage size", path)
-            if not isinstance(key, str):
-                raise CheckpointError(f"invalid storage key {brief(key)} in {path}")
-            cached = storages.get((key, stype.name))
-            if cached is not None:
-                return cached
-            name = f"{prefix}/data/{key}"
-            info = infos.get(name)
-            if info is None:
-                raise CheckpointError(
-                    f"{path} is missing the zip entry {brief(name)} for storage {brief(key)}"
-                )
-            nbytes = numel * stype.itemsize
-            if nbytes > info.file_size:
-                raise CheckpointError(
-                    f"storage {brief(key)} in {path} claims {numel} elements ({nbytes} bytes) "
-                    f"but its zip entry holds {info.file_size} bytes"
-                )
+    big_endian = False
+    order_info = infos.get(f"{prefix}/byteorder")
+    if order_info is not None:
+        if order_info.file_size > 16:
+            raise CheckpointError(f"invalid byteorder record in {path}")
+        order = reader.read(order_info).strip()
+        if order not in (b"little", b"big"):
+            raise CheckpointError(f"invalid byteorder {brief(order)} in {path}")
+        big_endian = order == b"big"
 
-            def loader(nbytes: int, info: zipfile.ZipInfo = info) -> bytes:
-                return reader.read(info, nbytes)
+    storages: dict[tuple[str, str], TorchStorage] = {}
 
-            storage = TorchStorage(stype, numel, key, loader=loader, big_endian=big_endian)
-            storages[(key, stype.name)] = storage
-            return storage
+    def persistent_load(pid: object) -> TorchStorage:
+        if not isinstance(pid, tuple) or len(pid) != 5 or _as_str(pid[0]) != "storage":
+            raise CheckpointError(f"unsupported persistent id {brief(pid)} in {path}")
+        _, stype, key, _location, numel = pid
+        stype = _storage_type(stype, path)
+        key = _as_str(key)
+        numel = _check_count(numel, "storage size", path)
+        if not isinstance(key, str):
+            raise CheckpointError(f"invalid storage key {brief(key)} in {path}")
+        cached = storages.get((key, stype.name))
+        if cached is not None:
+            return cached
+        name = f"{prefix}/data/{key}"
+        info = infos.get(name)
+        if info is None:
+            raise CheckpointError(f"{path} is missing the zip entry {brief(name)} for storage {brief(key)}")
+        nbytes = numel * stype.itemsize
+        if nbytes > info.file_size:
+            raise CheckpointError(
+                f"storage {brief(key)} in {path} claims {numel} elements ({nbytes} bytes) "
+                f"but its zip entry holds {info.file_size} bytes"
+            )
 
-        pkl = reader.read(infos[f"{prefix}/data.pkl"])
-        obj, _ = restricted_load(pkl, path, TORCH_GLOBALS, persistent_load, encoding="utf-8")
-        return resolve(obj, path, _budget(path, file_size))
+        def loader(nbytes: int, info: zipfile.ZipInfo = info) -> bytes:
+            return reader.read(info, nbytes, view=True)
+
+        storage = TorchStorage(stype, numel, key, loader=loader, big_endian=big_endian)
+        storages[(key, stype.name)] = storage
+        return storage
+
+    pkl = reader.read(infos[f"{prefix}/data.pkl"])
+    obj, _ = restricted_load(pkl, path, TORCH_GLOBALS, persistent_load, encoding="utf-8")
+    return resolve(obj, path, _budget(path, file_size))
 
 
 # --------------------------------------------------------------------------------------------------

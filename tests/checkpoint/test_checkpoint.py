@@ -684,6 +684,46 @@ def test_zip_structure_errors(tmp_path):
         load_torch(good)
 
 
+def test_zip_stored_entries_read_through_the_mapped_file(tmp_path):
+    """Stored entries (torch.save's) are read as views of the mapped file: the tensors are still private,
+    writable copies, the mapping is gone after loading, and the checks zipfile makes still hold."""
+    values = np.arange(6, dtype="<f4")
+    st = StorageRef(torch.FloatStorage, "7", 6)
+    pkl = pickle_with_storages(
+        {"a": TensorRef(st, 0, (2, 3), (3, 1)), "b": TensorRef(st, 0, (6,), (1,))}, legacy=False
+    )
+    path = write_zip(tmp_path / "w.pt", pkl, {"7": values.tobytes()})
+    sd = load_torch(path)
+    assert np.array_equal(sd["a"], values.reshape(2, 3)) and np.array_equal(sd["b"], values)
+    for arr in sd.values():
+        assert arr.flags.writeable and arr.flags.owndata and arr.flags.c_contiguous
+    sd["a"][0, 0] = 42.0  # tensors sharing a storage do not alias
+    assert sd["b"][0] == 0.0
+    with open("/proc/self/maps") as f:
+        assert str(path) not in f.read()  # the mapping is gone
+    os.truncate(path, 0)
+    assert np.array_equal(sd["b"], values)
+
+    good = write_zip(tmp_path / "g.pt", pkl, {"7": values.tobytes()}).read_bytes()
+    entry = good.rfind(b"PK\x03\x04", 0, good.find(values.tobytes()))  # the storage's local header
+    cases = {
+        "bad local header": lambda d: d.__setitem__(slice(entry, entry + 4), b"PK\x05\x06"),
+        "names differ": lambda d: d.__setitem__(slice(entry + 30, entry + 31), b"X"),
+    }
+    for what, patch in cases.items():
+        data = bytearray(good)
+        patch(data)
+        (tmp_path / "bad.pt").write_bytes(bytes(data))
+        with pytest.raises(CheckpointError, match=what):
+            load_torch(tmp_path / "bad.pt")
+    # an extra-field length pushing the data past the end of the file
+    data = bytearray(good)
+    data[entry + 28 : entry + 30] = struct.pack("<H", 0xFFFF)
+    (tmp_path / "bad.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="truncated|corrupt"):
+        load_torch(tmp_path / "bad.pt")
+
+
 def test_deep_nesting_and_cycles(tmp_path):
     depth = 50_000
     deep = b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
