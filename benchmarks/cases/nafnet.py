@@ -416,13 +416,13 @@ def orchestrate(a) -> None:
         rows.append({"size": size, "tiles": tiles, "gflop": flops / 1e9, "results": results})
 
     table = make_table(a, rows, peak)
-    if a.cold_start:
-        image, _ = common.make_test_image(a.cold_start, os.path.join(work, "images"))
+    for size in [int(s) for s in a.cold_start.split(",") if s.strip()]:
+        image, _ = common.make_test_image(size, os.path.join(work, "images"))
         for eng in ("msvision", "modelscope"):
             if eng in engines:
-                print(f"cold start {eng} ...", file=sys.stderr)
+                print(f"cold start {eng} at {size} px ...", file=sys.stderr)
                 res = common.cold_start(eng, TASK, a.model_dir, image, a.threads)
-                notes.append(f"Cold start of {LABEL[eng]} ({a.cold_start} px image): {common.fmt_cold(res)}")
+                notes.append(f"Cold start of {LABEL[eng]} ({size} px image): {common.fmt_cold(res)}")
     if build_info is None:
         common.use_repo_msvision()
         import msvision
@@ -498,9 +498,9 @@ def main(argv=None) -> None:
     ap.add_argument("--engines", default=",".join(ENGINES), help=f"subset of {','.join(ENGINES)}")
     ap.add_argument(
         "--cold-start",
-        type=int,
-        default=512,
-        help="image size of the cold-start measurement (import + load + first result; 0 = skip; default 512)",
+        default="256,512",
+        help="image sizes of the cold-start measurement (import + load + first result in fresh processes; "
+        "'' = skip; default 256,512)",
     )
     ap.add_argument(
         "--model-dir", default=None, help="existing ModelScope NAFNet directory (default: build one)"
