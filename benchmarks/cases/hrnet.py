@@ -7,8 +7,11 @@ Both pipelines get the same fixed person boxes on ../shared/assets/images/faces/
 hard-coded mmdet human detector needs mmcv-full, so its detector call is replaced by the boxes; its NumPy image is
 handed over as a torch tensor, which its ``.clone()`` call needs). Each engine runs in its own subprocess with the
 same threads; timed: the whole call (crops, resizes, normalisation, HRNet on all persons in one batch, decoding)
-and the HRNet stage inside it (ModelScope: ``keypoint_model.forward``; msvision: the graph run). The model
-directory has random weights from ModelScope's PoseHighResolutionNetV2 (tests/support/model_dirs.py).
+and the HRNet stage inside it (ModelScope: ``keypoint_model.forward``; msvision: the graph run). The bare network
+is timed too on the batch msvision's pipeline builds: msvision's graph, and ONNX Runtime and OpenVINO (fp32 and its
+default precision) on ``torch.onnx.export`` of ModelScope's PoseHighResolutionNetV2 module (opset 17, fixed
+shape). The model directory has random weights from ModelScope's PoseHighResolutionNetV2
+(tests/support/model_dirs.py).
 """
 
 from __future__ import annotations
@@ -66,13 +69,78 @@ def engine_msvision(a) -> dict:
         threads=a.threads,
     )
     load_s = time.perf_counter() - t0
-    acc = [0.0]
-    pipe.model.run = common.timed(pipe.model.run, acc)
+    acc, batch = [0.0], []
+    run = pipe.model.run
+
+    def recording_run(x):
+        batch[:] = [x]
+        return run(x)
+
+    pipe.model.run = common.timed(recording_run, acc)
     e2e, net = common.timed_e2e(lambda: pipe(a.image), acc, a.repeats, a.warmup)
-    return {"load_s": load_s, "e2e": e2e, "net": net}
+    x = np.ascontiguousarray(batch[0])
+    np.save(a.out_prefix + "_input.npy", x.transpose(0, 3, 1, 2))  # NHWC -> NCHW, as the torch module takes
+    out = {}
+
+    def bare():
+        out["heatmaps"] = run(x)[0]
+
+    bare_times = common.time_calls(bare, a.repeats, a.warmup)
+    np.save(a.out_prefix + "_heatmaps.npy", out["heatmaps"].transpose(0, 3, 1, 2))
+    return {"load_s": load_s, "e2e": e2e, "net": net, "bare": common.summarize(bare_times)}
 
 
-ENGINE_FUNCS = {"modelscope": engine_modelscope, "msvision": engine_msvision}
+def _onnx_path(a) -> str:
+    return os.path.join(os.path.dirname(a.out_prefix), f"hrnet_{a.persons}.onnx")
+
+
+def engine_export(a) -> dict:
+    """torch.onnx.export of the PoseHighResolutionNetV2 module of ModelScope's pipeline, at the batch's shape."""
+    common.use_torchvision_stub()
+    import warnings
+
+    import torch
+    from modelscope.pipelines.cv.body_2d_keypoints_pipeline import KeypointsDetection
+
+    torch.set_num_threads(a.threads)
+    net = KeypointsDetection(a.model_dir, "cpu").key_points_model.eval()
+    x = torch.from_numpy(np.load(a.input_npy))
+    t0 = time.perf_counter()
+    errors = []
+    for dynamo in (True, False):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with torch.no_grad():
+                    torch.onnx.export(
+                        net, (x,), _onnx_path(a), opset_version=17, dynamo=dynamo, external_data=False
+                    )
+            return {"exporter": "dynamo" if dynamo else "torchscript", "export_s": time.perf_counter() - t0}
+        except Exception as e:  # the fallback is the point
+            errors.append(f"{type(e).__name__}: {e}"[:300])
+    raise RuntimeError("torch.onnx.export failed: " + " | ".join(errors))
+
+
+def engine_onnx_peer(a) -> dict:
+    """ONNX Runtime or OpenVINO (``a.engine``, see common.ONNX_PEERS) on the export."""
+    x = np.load(a.input_npy)
+    peer = common.OnnxPeer(a.engine, _onnx_path(a), a.threads)
+    out = {}
+
+    def bare():
+        out["heatmaps"] = peer.run(x)[0]
+
+    bare_times = common.time_calls(bare, a.repeats, a.warmup)
+    np.save(a.out_prefix + "_heatmaps.npy", out["heatmaps"])
+    return {"load_s": peer.load_s, "bare": common.summarize(bare_times), "peer": peer.info}
+
+
+ENGINE_FUNCS = {
+    "modelscope": engine_modelscope,
+    "msvision": engine_msvision,
+    "export": engine_export,
+    **{peer: engine_onnx_peer for peer in common.ONNX_PEERS},
+}
 
 
 def orchestrate(a) -> None:
@@ -87,11 +155,21 @@ def orchestrate(a) -> None:
         "| Peak RSS (MiB) | Load (s) |",
         "|---:|---|---:|---:|---:|---:|---:|",
     ]
+    bare_lines = [
+        "| Persons | Bare network on the same batch | Median (s) | this ÷ msvision | Peak RSS (MiB) | Load (s) "
+        "| Heatmaps vs msvision's |",
+        "|---:|---|---:|---:|---:|---:|---|",
+    ]
+    peers = {}
     for n in (int(v) for v in a.persons_list.split(",")):
         res = {}
-        for eng in ("msvision", "modelscope"):
+        inp = os.path.join(work, f"msvision_{n}_input.npy")
+        for eng in ("msvision", "modelscope", "export", *common.ONNX_PEERS):
+            if eng == "export" and os.path.isfile(os.path.join(work, f"hrnet_{n}.onnx")) and not a.no_cache:
+                continue
             args = ["--engine", eng, "--threads", str(a.threads), "--model-dir", model_dir, "--image", IMAGE]
             args += ["--repeats", str(a.repeats), "--warmup", str(a.warmup), "--persons", str(n)]
+            args += ["--out-prefix", os.path.join(work, f"{eng}_{n}"), "--input-npy", inp]
             res[eng] = common.run_engine_process(
                 __file__, args, os.path.join(work, f"{eng}_{n}.json"), a.threads, a.timeout, eng
             )
@@ -101,6 +179,21 @@ def orchestrate(a) -> None:
             lines.append(
                 f"| {n} | {eng} | {common.fmt_s(r['e2e']['median'])} | {common.fmt_s(r['net']['median'])} | "
                 f"{ratio} | {r['peak_rss_mib']:.0f} | {r['load_s']:.2f} |"
+            )
+        ref = np.load(os.path.join(work, f"msvision_{n}_heatmaps.npy"))
+        for eng in ("msvision", *common.ONNX_PEERS):
+            r = res[eng]
+            label = "msvision graph" if eng == "msvision" else common.ONNX_PEER_LABEL[eng]
+            if eng == "msvision":
+                check = "–"
+            else:
+                peers[eng] = r["peer"]
+                diff = np.abs(np.load(os.path.join(work, f"{eng}_{n}_heatmaps.npy")) - ref)
+                check = f"max\\|Δ\\| {diff.max():.1e} (heatmap range {np.abs(ref).max():.2f})"
+            bare_lines.append(
+                f"| {n} | {label} | {common.fmt_s(r['bare']['median'])} | "
+                f"{r['bare']['median'] / ours['bare']['median']:.2f}× | {r['peak_rss_mib']:.0f} | "
+                f"{r['load_s']:.2f} | {check} |"
             )
     m = common.machine_info()
     vers = common.package_versions(["torch", "modelscope", "numpy", "opencv-python-headless"])
@@ -116,9 +209,15 @@ def orchestrate(a) -> None:
         "- Image: ../shared/assets/images/faces/office1.jpg (899x399) with the same fixed person boxes for both "
         "(ModelScope's mmdet detector replaced); model: PoseHighResolutionNetV2 (W48, 128x128, 15 joints), random "
         "weights",
+        "- Bare network: the batch msvision's pipeline built (NCHW for the ONNX export of ModelScope's module); "
+        "OpenVINO with the latency hint, one stream, INFERENCE_NUM_THREADS",
+        *(
+            f"- {common.ONNX_PEER_LABEL[p]}: {v['version']}, inference precision {v['precision']}"
+            for p, v in peers.items()
+        ),
         f"- Whole run: {time.perf_counter() - t_start:.0f} s wall",
     ]
-    report = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
+    report = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(bare_lines) + "\n"
     print(report)
     if not a.no_write:
         with open(a.results, "a") as f:
@@ -135,12 +234,15 @@ def main(argv=None) -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--results", default=os.path.join(common.BENCH_DIR, "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--no-cache", action="store_true", help="export ONNX again even if cached")
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--engine", choices=sorted(ENGINE_FUNCS), help=argparse.SUPPRESS)
     ap.add_argument("--model-dir", help=argparse.SUPPRESS)
     ap.add_argument("--image", help=argparse.SUPPRESS)
     ap.add_argument("--persons", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--json-out", help=argparse.SUPPRESS)
+    ap.add_argument("--out-prefix", help=argparse.SUPPRESS)
+    ap.add_argument("--input-npy", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.engine:
         common.engine_main(ENGINE_FUNCS, a)
