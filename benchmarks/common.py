@@ -505,3 +505,27 @@ def fmt_cold(res: dict) -> str:
         f"{res['import_s']:.2f} + load {res['load_s']:.2f} + first result {res['first_s']:.2f} s, "
         f"{res['process_s']:.2f} s from launching Python to its exit"
     )
+
+
+def export_onnx(module, x, path: str, dynamo_order=(True, False), **options) -> dict:
+    """``torch.onnx.export(module, (x,), path)`` at opset 17 with the weights inside the file, trying the dynamo
+    exporter and the TorchScript one in ``dynamo_order``; returns the exporter that worked and the seconds it
+    took, or raises RuntimeError with every failure."""
+    import warnings
+
+    import torch
+
+    t0 = time.perf_counter()
+    errors = []
+    for dynamo in dynamo_order:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with torch.no_grad():
+                    torch.onnx.export(
+                        module, (x,), path, opset_version=17, dynamo=dynamo, external_data=False, **options
+                    )
+            return {"exporter": "dynamo" if dynamo else "torchscript", "export_s": time.perf_counter() - t0}
+        except Exception as e:  # the fallback is the point
+            errors.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(e).__name__}: {e}"[:300])
+    raise RuntimeError("torch.onnx.export failed: " + " | ".join(errors))

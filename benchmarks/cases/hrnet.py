@@ -97,28 +97,12 @@ def _onnx_path(a) -> str:
 def engine_export(a) -> dict:
     """torch.onnx.export of the PoseHighResolutionNetV2 module of ModelScope's pipeline, at the batch's shape."""
     common.use_torchvision_stub()
-    import warnings
-
     import torch
     from modelscope.pipelines.cv.body_2d_keypoints_pipeline import KeypointsDetection
 
     torch.set_num_threads(a.threads)
     net = KeypointsDetection(a.model_dir, "cpu").key_points_model.eval()
-    x = torch.from_numpy(np.load(a.input_npy))
-    t0 = time.perf_counter()
-    errors = []
-    for dynamo in (True, False):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with torch.no_grad():
-                    torch.onnx.export(
-                        net, (x,), _onnx_path(a), opset_version=17, dynamo=dynamo, external_data=False
-                    )
-            return {"exporter": "dynamo" if dynamo else "torchscript", "export_s": time.perf_counter() - t0}
-        except Exception as e:  # the fallback is the point
-            errors.append(f"{type(e).__name__}: {e}"[:300])
-    raise RuntimeError("torch.onnx.export failed: " + " | ".join(errors))
+    return common.export_onnx(net, torch.from_numpy(np.load(a.input_npy)), _onnx_path(a))
 
 
 def engine_onnx_peer(a) -> dict:
