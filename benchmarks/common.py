@@ -509,8 +509,8 @@ def fmt_cold(res: dict) -> str:
 
 def export_onnx(module, x, path: str, dynamo_order=(True, False), **options) -> dict:
     """``torch.onnx.export(module, (x,), path)`` at opset 17 with the weights inside the file, trying the dynamo
-    exporter and the TorchScript one in ``dynamo_order``; returns the exporter that worked and the seconds it
-    took, or raises RuntimeError with every failure."""
+    exporter and the TorchScript one in ``dynamo_order``; returns the exporter that worked, the seconds it took
+    and the failures before it (``errors``), or raises RuntimeError with every failure."""
     import warnings
 
     import torch
@@ -525,7 +525,8 @@ def export_onnx(module, x, path: str, dynamo_order=(True, False), **options) -> 
                     torch.onnx.export(
                         module, (x,), path, opset_version=17, dynamo=dynamo, external_data=False, **options
                     )
-            return {"exporter": "dynamo" if dynamo else "torchscript", "export_s": time.perf_counter() - t0}
+            exporter = "dynamo" if dynamo else "torchscript"
+            return {"exporter": exporter, "export_s": time.perf_counter() - t0, "errors": errors}
         except Exception as e:  # the fallback is the point
-            errors.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(e).__name__}: {e}"[:300])
+            errors.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(e).__name__}: {e}"[:400])
     raise RuntimeError("torch.onnx.export failed: " + " | ".join(errors))

@@ -188,32 +188,12 @@ class _Raw:
 
 
 def engine_export(a) -> dict:
-    import warnings
-
     import torch
 
     pipe = _modelscope(a.model_dir, a.threads)
     pipe(a.image)  # ModelScope's first call puts the model in eval mode
     x = torch.from_numpy(np.load(a.input_npy))
-    t0 = time.perf_counter()
-    errors = []
-    for dynamo in (False, True):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with torch.no_grad():
-                    torch.onnx.export(
-                        _Raw.wrap(pipe.model),
-                        (x,),
-                        a.onnx,
-                        opset_version=17,
-                        dynamo=dynamo,
-                        external_data=False,
-                    )
-            return {"exporter": "dynamo" if dynamo else "torchscript", "export_s": time.perf_counter() - t0}
-        except Exception as e:  # the fallback is the point
-            errors.append(f"{type(e).__name__}: {e}"[:300])
-    raise RuntimeError("torch.onnx.export failed: " + " | ".join(errors))
+    return common.export_onnx(_Raw.wrap(pipe.model), x, a.onnx, dynamo_order=(False, True))
 
 
 def engine_onnx_peer(a) -> dict:

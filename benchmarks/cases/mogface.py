@@ -178,8 +178,6 @@ def engine_export(a) -> dict:
     """torch.onnx.export of ModelScope's MogFace module at the input shape msvision's pipeline feeds the network;
     the dynamo exporter first, the TorchScript one if that fails."""
     common.use_torchvision_stub()
-    import warnings
-
     import torch
     from modelscope.models.cv.face_detection.mogface.models.mogface import MogFace
 
@@ -190,30 +188,7 @@ def engine_export(a) -> dict:
     h, w = a.shape
     path = onnx_file(a.onnx_dir, h, w)
     os.makedirs(a.onnx_dir, exist_ok=True)
-    report = {"errors": []}
-    t0 = time.perf_counter()
-    x = torch.rand(1, 3, h, w)
-    for dynamo in (True, False):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with torch.no_grad():
-                    torch.onnx.export(
-                        wrapped,
-                        (x,),
-                        path,
-                        input_names=["img"],
-                        opset_version=17,
-                        dynamo=dynamo,
-                        external_data=False,
-                    )
-            report["exporter"] = "dynamo" if dynamo else "torchscript"
-            break
-        except Exception as e:  # the fallback is the point
-            report["errors"].append(f"{'dynamo' if dynamo else 'torchscript'}: {type(e).__name__}: {e}"[:400])
-    if "exporter" not in report:
-        raise RuntimeError("torch.onnx.export failed: " + " | ".join(report["errors"]))
-    report["export_s"] = time.perf_counter() - t0
+    report = common.export_onnx(wrapped, torch.rand(1, 3, h, w), path, input_names=["img"])
     report["bytes"] = os.path.getsize(path)
     return report
 

@@ -135,8 +135,6 @@ def engine_export(a) -> dict:
     """torch.onnx.export of ModelScope's NAFNet module (+ the clamp of _inference_forward), one file per tile
     shape of the image; dynamo exporter first, the TorchScript one if that fails."""
     common.use_torchvision_stub()
-    import warnings
-
     import torch
     from modelscope.models.cv.image_denoise import NAFNetForImageDenoise
 
@@ -164,33 +162,12 @@ def engine_export(a) -> dict:
                 {"shape": [h, w], "path": path, "exporter": "cached", "bytes": os.path.getsize(path)}
             )
             continue
-        x = torch.rand(1, 3, h, w)
-        exporter = None
-        for dynamo in (True, False):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    with torch.no_grad():
-                        torch.onnx.export(
-                            wrapped,
-                            (x,),
-                            path,
-                            input_names=["img"],
-                            output_names=["out"],
-                            opset_version=17,
-                            dynamo=dynamo,
-                            external_data=False,
-                        )
-                exporter = "dynamo" if dynamo else "torchscript"
-                break
-            except Exception as e:  # the fallback is the point
-                report["errors"].append(
-                    f"{'dynamo' if dynamo else 'torchscript'} {h}x{w}: {type(e).__name__}: {e}"[:400]
-                )
-        if exporter is None:
-            raise RuntimeError("torch.onnx.export failed: " + " | ".join(report["errors"]))
+        done = common.export_onnx(
+            wrapped, torch.rand(1, 3, h, w), path, input_names=["img"], output_names=["out"]
+        )
+        report["errors"] += [f"{h}x{w} {e}" for e in done["errors"]]
         report["files"].append(
-            {"shape": [h, w], "path": path, "exporter": exporter, "bytes": os.path.getsize(path)}
+            {"shape": [h, w], "path": path, "exporter": done["exporter"], "bytes": os.path.getsize(path)}
         )
     report["export_s"] = time.perf_counter() - t0
     return report

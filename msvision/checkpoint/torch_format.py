@@ -278,7 +278,7 @@ def _read_zip_structure(zf: zipfile.ZipFile, reader: _ZipReader, path: str, file
                 f"but its zip entry holds {info.file_size} bytes"
             )
 
-        def loader(nbytes: int, info: zipfile.ZipInfo = info) -> bytes:
+        def loader(nbytes: int, info: zipfile.ZipInfo = info) -> bytes | memoryview:
             return reader.read(info, nbytes, view=True)
 
         storage = TorchStorage(stype, numel, key, loader=loader, big_endian=big_endian)
