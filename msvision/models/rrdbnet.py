@@ -17,8 +17,10 @@ pipeline reflect-pads to even sizes); output (1, 2H, 2W, 3), not clamped (the pi
 
 ResidualDenseBlock: x1..x4 = lrelu(conv_k(cat(x, x1, ...))), out = 0.2 * conv5(cat(x, x1, ..., x4)) + x; RRDB:
 0.2 * rdb3(rdb2(rdb1(x))) + x. The 0.2 of each dense block is folded into conv5's weights and bias (one float
-rounding apart from torch's product); every activation, residual add and RRDB scale is a post-op of the
-convolution before it (conv5 of rdb3: + rdb2's output, x 0.2, + the RRDB input).
+rounding apart from torch's product), and every activation and residual add is a post-op of the convolution
+before it. rdb3's conv5 folds the RRDB's 0.2 too (0.04 in all) and adds 0.2 x + the RRDB input, one element-wise
+step computed beforehand, so that it, like every other 3x3 convolution here, runs as a Winograd convolution
+(whose epilogue takes one residual add).
 """
 
 from __future__ import annotations
@@ -65,23 +67,24 @@ def read_params_ema(path: str) -> dict[str, np.ndarray]:
     return dict(sd)
 
 
-def _dense_block(b: Builder, x, prefix: str, residual_post=None):
-    """ResidualDenseBlock ``prefix``: conv5 * 0.2 + x. With ``residual_post`` (the RRDB input), the RRDB's
-    ``0.2 * (...) + input`` follows as two more post-ops."""
+def _dense_block(b: Builder, x, prefix: str, rrdb_input=None):
+    """ResidualDenseBlock ``prefix``: 0.2 conv5(...) + x. With ``rrdb_input``, the RRDB's
+    ``0.2 (0.2 conv5(...) + x) + rrdb_input`` instead, computed as ``0.04 conv5(...) + (0.2 x + rrdb_input)``:
+    conv5 then ends in a single residual add, which the Winograd convolution fuses."""
     g = b.g
     feats = [x]
     for k in range(1, 5):
         inp = feats[0] if k == 1 else g.concat(feats, axis=1)
         feats.append(b.conv(inp, f"{prefix}.conv{k}", NUM_GROW, 3, padding=1, act=LRELU))
     cin = NUM_FEAT + 4 * NUM_GROW
-    w = b.w.take(f"{prefix}.conv5.weight", (NUM_FEAT, cin, 3, 3)) * np.float32(RESIDUAL_SCALE)
-    bias = b.w.take(f"{prefix}.conv5.bias", (NUM_FEAT,)) * np.float32(RESIDUAL_SCALE)
+    scale = np.float32(RESIDUAL_SCALE)
+    if rrdb_input is not None:
+        scale = np.float32(RESIDUAL_SCALE * RESIDUAL_SCALE)
+        x = g.binary(g.eltwise(x, act="linear", alpha=RESIDUAL_SCALE, beta=0.0), rrdb_input, op="add")
+    w = b.w.take(f"{prefix}.conv5.weight", (NUM_FEAT, cin, 3, 3)) * scale
+    bias = b.w.take(f"{prefix}.conv5.bias", (NUM_FEAT,)) * scale
     y = g.conv2d(g.concat(feats, axis=1), g.const(w), bias=g.const(bias), padding=1)
-    y = g.binary(y, x, op="add")
-    if residual_post is not None:
-        y = g.eltwise(y, act="linear", alpha=RESIDUAL_SCALE, beta=0.0)
-        y = g.binary(y, residual_post, op="add")
-    return y
+    return g.binary(y, x, op="add")
 
 
 class RRDBNet(Model):
@@ -104,7 +107,7 @@ class RRDBNet(Model):
             inp = y
             y = _dense_block(b, y, f"body.{i}.rdb1")
             y = _dense_block(b, y, f"body.{i}.rdb2")
-            y = _dense_block(b, y, f"body.{i}.rdb3", residual_post=inp)
+            y = _dense_block(b, y, f"body.{i}.rdb3", rrdb_input=inp)
         feat = g.binary(b.conv(y, "conv_body", NUM_FEAT, 3, padding=1), feat, op="add")
         for name in ("conv_up1", "conv_up2"):
             feat = g.resize(feat, mode="nearest", scale=2.0)

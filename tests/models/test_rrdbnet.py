@@ -76,9 +76,16 @@ def test_matches_torch(model, net, size):
 def test_post_ops_are_fused(model):
     model.run(np.zeros((1, 8, 8, 3), np.float32))
     steps = model.steps()
-    # per dense block: 4 convolutions + 4 concats + conv5, activations and residuals all fused
+    # per dense block: 4 convolutions + 4 concats + conv5, activations and residuals all fused; per RRDB one
+    # element-wise step and one add (0.2 x + the RRDB input, the residual of rdb3's conv5)
     assert sum(s.startswith("conv2d") for s in steps) == 23 * 3 * 5 + 6
-    assert not any(s.startswith(("eltwise", "binary")) for s in steps), steps
+    assert sum(s.startswith("eltwise") for s in steps) == 23
+    assert sum(s.startswith("binary") for s in steps) == 23
+    # every 3x3 convolution with channels in multiples of 16 is a Winograd one: all but the first (12 input
+    # channels) and the last (3 outputs)
+    model.run(np.zeros((1, 64, 64, 3), np.float32))
+    convs = [s for s in model.steps() if s.startswith("conv2d")]
+    assert sum("winograd" in s for s in convs) == len(convs) - 2, convs
 
 
 def test_missing_and_misshapen_weights(net, tmp_path):
