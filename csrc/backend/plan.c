@@ -176,9 +176,24 @@ int msv_pl_converted(msv_planner *pl, int e, const_dnnl_memory_desc_t want) {
     return out;
 }
 
+void msv_pl_defer(msv_planner *pl, const msv_node *n) { pl->deferred[n->out] = n; }
+
+const msv_node *msv_pl_deferred(const msv_planner *pl, int t) {
+    return pl->p->tensor_entry[t] < 0 ? pl->deferred[t] : NULL;
+}
+
 int msv_pl_entry(msv_planner *pl, int t) {
     msv_plan *p = pl->p;
     if (p->tensor_entry[t] >= 0) return p->tensor_entry[t];
+    if (pl->deferred[t]) {
+        const msv_node *n = pl->deferred[t];
+        pl->deferred[t] = NULL;
+        pl->materializing = 1;
+        const msv_status st = k_planners[n->kind](pl, n);
+        pl->materializing = 0;
+        if (st != MSV_OK) return -1;
+        if (p->tensor_entry[t] >= 0) return p->tensor_entry[t];
+    }
     if (pl->g->tensors[t].kind == MSV_T_CONST) {
         const int e = msv_pl_new_entry(pl, MSV_E_FIXED, msv_md_plain(pl->g->shapes[t]));
         if (e >= 0) {
@@ -595,16 +610,18 @@ msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, const m
                           const msv_shape *in_shapes, msv_plan **out, int64_t *primitives_created, msv_error *err) {
     msv_plan *p = calloc(1, sizeof(*p));
     msv_shape *shapes = malloc(sizeof(msv_shape) * (size_t)g->n_tensors);
+    const msv_node **deferred = calloc((size_t)g->n_tensors, sizeof(*deferred));
     msv_shape logical[MSV_MAX_GRAPH_INPUTS];
     msv_status st = MSV_OK;
     if (p) p->tensor_entry = malloc(sizeof(int) * (size_t)g->n_tensors);
-    if (!p || !shapes || !p->tensor_entry) {
+    if (!p || !shapes || !deferred || !p->tensor_entry) {
         msv_plan_destroy(p);
         free(shapes);
+        free(deferred);
         return msv_set_error(err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
     }
     p->profile = env->profile;
-    msv_planner pl = {g, p, weights, shapes, env, msv_engine(err), 0, err};
+    msv_planner pl = {g, p, weights, shapes, env, msv_engine(err), 0, err, deferred, 0};
     if (!pl.engine) st = err->status;
     for (int i = 0; i < g->n_inputs && st == MSV_OK; i++) {
         const msv_shape want = g->shapes[g->inputs[i]];
@@ -650,6 +667,7 @@ msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, const m
             s->args[a] = (dnnl_exec_arg_t){s->arg_kind[a], p->entries[s->arg_entry[a]].mem};
     }
     free(shapes);
+    free(deferred);
     *primitives_created += pl.primitives_created;
     if (st != MSV_OK) {
         msv_plan_destroy(p);

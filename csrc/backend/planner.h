@@ -146,6 +146,8 @@ typedef struct msv_planner {
     dnnl_engine_t engine;
     int64_t primitives_created;
     msv_error *err;
+    const msv_node **deferred; /* per tensor: the node computing it, left unplanned (msv_pl_defer); or NULL */
+    int materializing;         /* set while msv_pl_entry plans a deferred node: it must not defer again */
 } msv_planner;
 
 typedef msv_status (*msv_planner_fn)(msv_planner *pl, const msv_node *n);
@@ -153,8 +155,17 @@ typedef msv_status (*msv_planner_fn)(msv_planner *pl, const msv_node *n);
 #include "../core/ops.def"
 #undef MSV_OP
 
-/* The entry holding tensor t (a constant gets a fixed entry in its plain layout); -1 on error. */
+/* The entry holding tensor t (a constant gets a fixed entry in its plain layout; a deferred node's result is
+ * planned now, its step placed here); -1 on error. */
 int msv_pl_entry(msv_planner *pl, int t);
+/* Leaves node n unplanned for now: its consumers may read its inputs in place (msv_pl_deferred); any that calls
+ * msv_pl_entry on its result gets it planned at that point. A planner defers only when pl->materializing is 0. */
+void msv_pl_defer(msv_planner *pl, const msv_node *n);
+/* The deferred node computing tensor t (whose result has no entry yet), or NULL. */
+const msv_node *msv_pl_deferred(const msv_planner *pl, int t);
+/* Whether convolution n will be planned as a Winograd convolution, which reads a concat's inputs in place
+ * (conv.c). */
+int msv_conv_reads_concat_in_place(const msv_planner *pl, const msv_node *n);
 /* A new entry of `md` (taken over); defined by the step added next. -1 on error. */
 int msv_pl_new_entry(msv_planner *pl, msv_entry_kind kind, dnnl_memory_desc_t md);
 /* An arena entry for node n's result in layout md (cloned); -1 on error. */

@@ -89,7 +89,8 @@ void msv_wino_transform_weights(const float *w, int64_t O, int64_t I, float *u) 
     }
 }
 
-/* One tile, all channels: the 6x6 input patch at (r0, c0) (input coordinates, step d) -> 36 rows of v. */
+/* One tile, all channels of one source: the 6x6 input patch at (r0, c0) (input coordinates, step d) -> 36 rows of
+ * v (the source's channels from v on, rows `plane` floats apart). */
 MSV_MULTIVERSION
 static void input_tile(const msv_view *x, int64_t n, int64_t r0, int64_t c0, int64_t d, float *v, int64_t plane) {
     const int inside = r0 >= 0 && c0 >= 0 && r0 + 5 * d < x->h && c0 + 5 * d < x->w;
@@ -120,18 +121,25 @@ static void input_tile(const msv_view *x, int64_t n, int64_t r0, int64_t c0, int
     }
 }
 
-void msv_wino_transform_input(const msv_view *x, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
-                              float *v) {
-    const int64_t per_image = g->tiles_h * g->tiles_w, plane = rows * x->c;
+void msv_wino_transform_input(const msv_view *xs, int n_sources, const msv_wino_geometry *g, int64_t first,
+                              int64_t count, int64_t rows, float *v) {
+    int64_t channels = 0;
+    for (int s = 0; s < n_sources; s++)
+        channels += xs[s].c;
+    const int64_t per_image = g->tiles_h * g->tiles_w, plane = rows * channels;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < count; t++) {
         const int64_t tile = first + t, n = tile / per_image, th = tile % per_image / g->tiles_w,
                       tw = tile % g->tiles_w;
         const int64_t r0 = tile_origin(th, g->dilation) - g->pad_t, c0 = tile_origin(tw, g->dilation) - g->pad_l;
-        input_tile(x, n, r0, c0, g->dilation, v + t * x->c, plane);
+        float *row = v + t * channels;
+        for (int s = 0; s < n_sources; s++) {
+            input_tile(&xs[s], n, r0, c0, g->dilation, row, plane);
+            row += xs[s].c;
+        }
     }
     for (int k = 0; k < MSV_WINO_POSITIONS && count < rows; k++) /* rows the matmul reads but nobody uses */
-        memset(v + ((int64_t)k * rows + count) * x->c, 0, sizeof(float) * (size_t)((rows - count) * x->c));
+        memset(v + ((int64_t)k * rows + count) * channels, 0, sizeof(float) * (size_t)((rows - count) * channels));
 }
 
 /* exp on 16 lanes (Cephes' expf: range reduction by ln 2 in two parts, a degree-5 polynomial, the exponent

@@ -51,9 +51,10 @@ int msv_wino_view_ok(const msv_view *v);
 void msv_wino_transform_weights(const float *w, int64_t O, int64_t I, float *u);
 
 /* Tiles first .. first+count-1 of x -> v: 36 matrices of rows x C (rows >= count; rows past count are zeroed),
- * v[(k * rows + t) * C + c]. */
-void msv_wino_transform_input(const msv_view *x, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
-                              float *v);
+ * v[(k * rows + t) * C + c]. x is the concatenation along channels of n_sources views of the same batch and
+ * size (xs[0]'s channels first; C is their sum): a concat node's inputs read in place. */
+void msv_wino_transform_input(const msv_view *xs, int n_sources, const msv_wino_geometry *g, int64_t first,
+                              int64_t count, int64_t rows, float *v);
 
 /* What the output transform applies to each result, in this order: + bias, + residual (a view of y's shape),
  * then the activation. */

@@ -261,6 +261,91 @@ def test_winograd_reads_a_blocked_producer(monkeypatch, capfd):
     close(out, ref, CONV_RTOL, WINO_ATOL_PER_SQRT_FAN_IN * math.sqrt(288) * 2, "blocked -> winograd")
 
 
+# A channel concat read only by Winograd convolutions is never written: each convolution transforms the concat's
+# inputs into their ranges of channels (a dense block: cat(x, x1), cat(x, x1, x2), ...). Anything else reading the
+# concat (another op, a graph output, a residual, a source whose channels are not in runs of 16) gets it computed.
+CONCAT_CONSUMERS = {
+    "two winograd convs": (False, False, False),
+    "winograd conv and a pool": (True, False, False),
+    "winograd conv and a graph output": (False, True, False),
+    "winograd conv with the concat as its residual": (False, False, True),
+}
+
+
+@pytest.mark.parametrize("consumers", list(CONCAT_CONSUMERS))
+def test_winograd_reads_a_concat_in_place(consumers, layout, monkeypatch, capfd):
+    pool, as_output, as_residual = CONCAT_CONSUMERS[consumers]
+    in_place = not (pool or as_output or as_residual)
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")
+    x = rand(2, 16, 23, 29)
+    w1, w2 = weight(32, 16, 1, 1, fan_in=16), weight(16, 16, 3, 3, fan_in=144, seed=3)
+    wa, wb = weight(48, 64, 3, 3, fan_in=576, seed=4), weight(64, 64, 3, 3, fan_in=576, seed=5)
+    ba = rand(48, seed=6)
+
+    def build(g, i):
+        y1 = g.conv2d(i, g.const(w1), kernel=(1, 1))  # 32 channels
+        y2 = g.conv2d(i, g.const(w2), kernel=(3, 3), padding=(1, 1, 1, 1))  # 16 channels, Winograd
+        cat = g.concat([y2, y1, i], axis=1)  # 64 channels from three producers
+        a = g.eltwise(
+            g.conv2d(cat, g.const(wa), bias=g.const(ba), kernel=(3, 3), padding=(1, 1, 1, 1)), act="relu"
+        )
+        b = g.conv2d(cat, g.const(wb), kernel=(3, 3), padding=(1, 1, 1, 1))
+        if as_residual:
+            b = g.binary(b, cat, op="add")
+        outs = [a, b]
+        if pool:
+            outs.append(g.pool2d(cat, kind="max", kernel=(2, 2), stride=(2, 2)))
+        if as_output:
+            outs.append(cat)
+        return outs
+
+    capfd.readouterr()
+    outs = run_graph(build, [x])
+    plans = _plans(capfd)
+    assert sum("winograd convolution" in line for line in plans) == 3, plans
+    assert sum("of the concat read in place" in line for line in plans) == (2 if in_place else 0), plans
+    assert sum("concat" in line.split("plan step")[1].split(":")[1] for line in plans) == (
+        0 if in_place else 1
+    )
+
+    tx = t64(x)
+    cat = torch.cat([F.conv2d(tx, t64(w2), padding=1), F.conv2d(tx, t64(w1)), tx], dim=1)
+    refs = [F.relu(F.conv2d(cat, t64(wa), t64(ba), padding=1)), F.conv2d(cat, t64(wb), padding=1)]
+    if as_residual:
+        refs[1] = refs[1] + cat
+    if pool:
+        refs.append(F.max_pool2d(cat, 2))
+    if as_output:
+        refs.append(cat)
+    tol = WINO_ATOL_PER_SQRT_FAN_IN * math.sqrt(576) * 4
+    for out, ref in zip(outs, refs):
+        close(out, ref, CONV_RTOL, tol, f"concat read in place ({consumers}, {layout})")
+
+
+def test_concat_with_sources_off_the_vector_width_is_computed(monkeypatch, capfd):
+    """8 + 24 channels: the concat (32) takes Winograd, but its inputs' channels are not in runs of 16."""
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")
+    x = rand(1, 8, 20, 20)
+    w1, w2 = weight(24, 8, 1, 1, fan_in=8), weight(32, 32, 3, 3, fan_in=288, seed=2)
+
+    def build(g, i):
+        return g.conv2d(
+            g.concat([i, g.conv2d(i, g.const(w1), kernel=(1, 1))], axis=1),
+            g.const(w2),
+            kernel=(3, 3),
+            padding=(1, 1, 1, 1),
+        )
+
+    capfd.readouterr()
+    (out,) = run_graph(build, [x])
+    plans = _plans(capfd)
+    assert sum(": concat:" in line for line in plans) == 1, plans
+    assert not any("read in place" in line for line in plans), plans
+    tx = t64(x)
+    ref = F.conv2d(torch.cat([tx, F.conv2d(tx, t64(w1))], dim=1), t64(w2), padding=1)
+    close(out, ref, CONV_RTOL, WINO_ATOL_PER_SQRT_FAN_IN * math.sqrt(288) * 2, "8 + 24 channels")
+
+
 def test_winograd_propagates_nan(monkeypatch, capfd):
     """A NaN input pixel gives NaN outputs (its whole 4x4 tile), also through the fused ReLU: never zeros."""
     monkeypatch.setenv("MSVISION_VERBOSE", "1")

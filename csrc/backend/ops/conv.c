@@ -46,7 +46,8 @@ typedef struct wino_state {
     msv_wino_geometry geo;
     int64_t rows;
     int v, m;                   /* entries: the chunk's transformed input and products */
-    int residual;               /* whether the step's third view is a residual added before the activation */
+    int n_sources;              /* the step's first views: the input, or the inputs of a concat read in place */
+    int residual;               /* whether the view after the output is a residual added before the activation */
     msv_wino_epilogue epilogue; /* bias, activation (the residual view is set per run) */
 } wino_state;
 
@@ -112,8 +113,11 @@ static int wants_winograd(const msv_planner *pl, const msv_node *n) {
 
 static msv_status run_winograd(const msv_step *s, msv_exec *x) {
     const wino_state *w = s->state;
-    const msv_view src = msv_exec_view(x, s, 0), dst = msv_exec_view(x, s, 1);
-    const msv_view res = w->residual ? msv_exec_view(x, s, 2) : dst;
+    msv_view src[MSV_MAX_STEP_VIEWS];
+    for (int i = 0; i < w->n_sources; i++)
+        src[i] = msv_exec_view(x, s, i);
+    const msv_view dst = msv_exec_view(x, s, w->n_sources);
+    const msv_view res = w->residual ? msv_exec_view(x, s, w->n_sources + 1) : dst;
     msv_wino_epilogue epilogue = w->epilogue;
     epilogue.residual = w->residual ? &res : NULL;
     float *v = msv_exec_ptr(x, w->v);
@@ -122,7 +126,7 @@ static msv_status run_winograd(const msv_step *s, msv_exec *x) {
     for (int64_t first = 0; first < w->geo.n_tiles; first += w->rows) {
         const int64_t count = w->geo.n_tiles - first < w->rows ? w->geo.n_tiles - first : w->rows;
         const double t1 = x->profile ? now_ms() : 0;
-        msv_wino_transform_input(&src, &w->geo, first, count, w->rows, v);
+        msv_wino_transform_input(src, w->n_sources, &w->geo, first, count, w->rows, v);
         const double t2 = x->profile ? now_ms() : 0;
         dnnl_status_t st = dnnl_primitive_execute(s->prim, x->stream, s->nargs, s->args);
         if (st != dnnl_success) return msv_dnnl_fail(x->err, st, "execute a primitive");
@@ -139,6 +143,19 @@ static msv_status run_winograd(const msv_step *s, msv_exec *x) {
         fprintf(stderr, "msvision: step %d winograd input %.3f ms, matmul %.3f ms, output %.3f ms\n", x->step,
                 phase_ms[0], phase_ms[1], phase_ms[2]);
     return MSV_OK;
+}
+
+/* The entry of tensor t as a view whose channels come in runs of 16 (reordered to NHWC if its layout has none);
+ * -1 on error. */
+static int wino_view_entry(msv_planner *pl, int t, msv_view *v) {
+    int e = msv_pl_entry(pl, t);
+    if (e >= 0 && (!msv_md_to_view(pl->p->entries[e].md, v) || !msv_wino_view_ok(v))) {
+        dnnl_memory_desc_t nhwc = msv_md(4, pl->shapes[t].dims, dnnl_nhwc);
+        e = nhwc ? msv_pl_converted(pl, e, nhwc) : -1;
+        dnnl_memory_desc_destroy(nhwc);
+        if (e >= 0) msv_md_to_view(pl->p->entries[e].md, v);
+    }
+    return e;
 }
 
 /* The matmul (rows x I) x (I x O) of 36 positions, on oneDNN's fast kernels only; NULL otherwise. */
@@ -182,13 +199,14 @@ static msv_status plan_winograd(msv_planner *pl, const msv_node *n, int *planned
         dnnl_primitive_desc_destroy(canonical);
         return MSV_OK;
     }
-    msv_view vs, vd;
-    int src = msv_pl_entry(pl, n->in[0]);
-    if (src >= 0 && (!msv_md_to_view(pl->p->entries[src].md, &vs) || !msv_wino_view_ok(&vs))) {
-        dnnl_memory_desc_t nhwc = msv_md(4, xs.dims, dnnl_nhwc);
-        src = nhwc ? msv_pl_converted(pl, src, nhwc) : -1;
-        dnnl_memory_desc_destroy(nhwc);
-        if (src >= 0) msv_md_to_view(pl->p->entries[src].md, &vs);
+    /* the input, or the inputs of a concat left to its consumers (each in its range of V's channels) */
+    const msv_node *concat = msv_pl_deferred(pl, n->in[0]);
+    const int n_sources = concat ? concat->n_in : 1;
+    msv_view vs[MSV_MAX_STEP_VIEWS], vd;
+    int sources[MSV_MAX_STEP_VIEWS], src = 0;
+    for (int i = 0; i < n_sources && src >= 0; i++) {
+        const int t = concat ? concat->in[i] : n->in[0];
+        src = sources[i] = wino_view_entry(pl, t, &vs[i]);
     }
     int residual_tensor;
     msv_wino_act act;
@@ -197,13 +215,7 @@ static msv_status plan_winograd(msv_planner *pl, const msv_node *n, int *planned
     msv_view vr;
     int res = -1;
     if (src >= 0 && residual_tensor >= 0) {
-        res = msv_pl_entry(pl, residual_tensor);
-        if (res >= 0 && (!msv_md_to_view(pl->p->entries[res].md, &vr) || !msv_wino_view_ok(&vr))) {
-            dnnl_memory_desc_t nhwc = msv_md(4, ys.dims, dnnl_nhwc);
-            res = nhwc ? msv_pl_converted(pl, res, nhwc) : -1;
-            dnnl_memory_desc_destroy(nhwc);
-            if (res >= 0) msv_md_to_view(pl->p->entries[res].md, &vr);
-        }
+        res = wino_view_entry(pl, residual_tensor, &vr);
         if (res < 0) src = -1;
     }
     int w = -1;
@@ -247,13 +259,19 @@ static msv_status plan_winograd(msv_planner *pl, const msv_node *n, int *planned
         return pl->err->status;
     }
     msv_md_to_view(pl->p->entries[out].md, &vd);
-    msv_step *s = msv_pl_primitive(pl, pd, n, "winograd convolution");
+    msv_step *s = msv_pl_primitive(
+        pl, pd, n, concat ? "winograd convolution of the concat read in place" : "winograd convolution");
     if (!s) {
         free(state);
         return pl->err->status;
     }
-    *state = (wino_state){
-        geo, rows, v, m, res >= 0, {n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL, NULL, act, alpha, beta}};
+    *state = (wino_state){geo,
+                          rows,
+                          v,
+                          m,
+                          n_sources,
+                          res >= 0,
+                          {n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL, NULL, act, alpha, beta}};
     s->run = run_winograd;
     s->state = state;
     s->free_state = free;
@@ -261,7 +279,8 @@ static msv_status plan_winograd(msv_planner *pl, const msv_node *n, int *planned
     msv_pl_arg(pl, s, DNNL_ARG_SRC, v);
     msv_pl_arg(pl, s, DNNL_ARG_WEIGHTS, w);
     msv_pl_arg(pl, s, DNNL_ARG_DST, m);
-    msv_pl_kernel_view(pl, s, src, &vs);
+    for (int i = 0; i < n_sources; i++)
+        msv_pl_kernel_view(pl, s, sources[i], &vs[i]);
     msv_pl_kernel_view(pl, s, out, &vd);
     if (res >= 0) msv_pl_kernel_view(pl, s, res, &vr);
     *planned = 1;
@@ -503,6 +522,10 @@ static msv_status plan_conv_kernel(msv_planner *pl, const msv_node *n) {
 }
 
 /* ------------------------------------------------------------------ planning */
+
+int msv_conv_reads_concat_in_place(const msv_planner *pl, const msv_node *n) {
+    return !wants_few_outputs_kernel(pl, n) && wants_winograd(pl, n);
+}
 
 static msv_status plan_conv(msv_planner *pl, const msv_node *n) {
     if (wants_few_outputs_kernel(pl, n)) return plan_few_outputs_kernel(pl, n);

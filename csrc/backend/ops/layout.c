@@ -53,7 +53,39 @@ static msv_status plan_concat_kernel(msv_planner *pl, const msv_node *n) {
     return n->n_post ? msv_pl_post_ops_kernel(pl, n, 0, out) : MSV_OK;
 }
 
+/* Whether concat n can be left to its consumers: a channel concat of 4-D tensors, not a graph output, read only
+ * as the input of convolutions that take it in place (Winograd ones, which transform each input into its range
+ * of channels: the concatenated tensor is never written). */
+static int read_in_place(const msv_planner *pl, const msv_node *n) {
+    const msv_graph *g = pl->g;
+    const int t = n->out;
+    if (pl->materializing || n->p.concat.axis != 1 || pl->shapes[t].ndims != 4 || n->n_in + 2 > MSV_MAX_STEP_VIEWS)
+        return 0;
+    for (int i = 0; i < g->n_outputs; i++)
+        if (g->outputs[i] == t) return 0;
+    for (int i = 0; i < n->n_in; i++)
+        if (pl->shapes[n->in[i]].ndims != 4 || pl->shapes[n->in[i]].dims[1] % 16) return 0; /* the transform's runs */
+    int consumers = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const msv_node *c = &g->nodes[i];
+        if (c->fused_away || c == n) continue;
+        int reads = 0;
+        for (int k = 0; k < c->n_in; k++)
+            reads += c->in[k] == t;
+        for (int k = 0; k < c->n_post; k++)
+            reads += c->post[k].kind != MSV_POST_ELTWISE && c->post[k].tensor == t;
+        if (!reads) continue;
+        if (reads != 1 || c->kind != MSV_OP_CONV2D || c->in[0] != t || !msv_conv_reads_concat_in_place(pl, c)) return 0;
+        consumers++;
+    }
+    return consumers > 0;
+}
+
 msv_status msv_plan_concat(msv_planner *pl, const msv_node *n) {
+    if (read_in_place(pl, n)) {
+        msv_pl_defer(pl, n);
+        return MSV_OK;
+    }
     const msv_shape ys = pl->shapes[n->out];
     const_dnnl_memory_desc_t mds[MSV_MAX_INPUTS];
     int entries[MSV_MAX_INPUTS], args[MSV_MAX_INPUTS];
