@@ -29,6 +29,7 @@ msv_wino_geometry msv_wino_plan_tiles(int64_t n, int64_t oh, int64_t ow, int64_t
     g.tiles_h = (oh + band - 1) / band * dilation;
     g.tiles_w = (ow + band - 1) / band * dilation;
     g.n_tiles = n * g.tiles_h * g.tiles_w;
+    g.tile_major = 0;
     return g;
 }
 
@@ -126,19 +127,24 @@ void msv_wino_transform_input(const msv_view *xs, int n_sources, const msv_wino_
     int64_t channels = 0;
     for (int s = 0; s < n_sources; s++)
         channels += xs[s].c;
-    const int64_t per_image = g->tiles_h * g->tiles_w, plane = rows * channels;
+    const int64_t per_image = g->tiles_h * g->tiles_w;
+    const int64_t plane = g->tile_major ? channels : rows * channels; /* from one position's row to the next */
+    const int64_t tile_stride = g->tile_major ? MSV_WINO_POSITIONS * channels : channels;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < count; t++) {
         const int64_t tile = first + t, n = tile / per_image, th = tile % per_image / g->tiles_w,
                       tw = tile % g->tiles_w;
         const int64_t r0 = tile_origin(th, g->dilation) - g->pad_t, c0 = tile_origin(tw, g->dilation) - g->pad_l;
-        float *row = v + t * channels;
+        float *row = v + t * tile_stride;
         for (int s = 0; s < n_sources; s++) {
             input_tile(&xs[s], n, r0, c0, g->dilation, row, plane);
             row += xs[s].c;
         }
     }
-    for (int k = 0; k < MSV_WINO_POSITIONS && count < rows; k++) /* rows the matmul reads but nobody uses */
+    /* rows the matmul reads but nobody uses */
+    if (g->tile_major && count < rows)
+        memset(v + count * tile_stride, 0, sizeof(float) * (size_t)((rows - count) * tile_stride));
+    for (int k = 0; k < MSV_WINO_POSITIONS && count < rows && !g->tile_major; k++)
         memset(v + ((int64_t)k * rows + count) * channels, 0, sizeof(float) * (size_t)((rows - count) * channels));
 }
 
@@ -223,12 +229,14 @@ static void output_tile(const float *m, int64_t plane, const msv_view *y, int64_
 
 void msv_wino_transform_output(const float *m, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
                                const msv_wino_epilogue *e, const msv_view *y) {
-    const int64_t per_image = g->tiles_h * g->tiles_w, plane = rows * y->c;
+    const int64_t per_image = g->tiles_h * g->tiles_w;
+    const int64_t plane = g->tile_major ? y->c : rows * y->c;
+    const int64_t tile_stride = g->tile_major ? MSV_WINO_POSITIONS * y->c : y->c;
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < count; t++) {
         const int64_t tile = first + t, n = tile / per_image, th = tile % per_image / g->tiles_w,
                       tw = tile % g->tiles_w;
-        output_tile(m + t * y->c, plane, y, n, tile_origin(th, g->dilation), tile_origin(tw, g->dilation), g->dilation,
-                    e);
+        output_tile(m + t * tile_stride, plane, y, n, tile_origin(th, g->dilation), tile_origin(tw, g->dilation),
+                    g->dilation, e);
     }
 }

@@ -38,6 +38,7 @@ typedef struct msv_wino_geometry {
     int64_t pad_t, pad_l;
     int64_t tiles_h, tiles_w; /* per image */
     int64_t n_tiles;          /* batch * tiles_h * tiles_w, ordered (n, tile row, tile column) */
+    int tile_major;           /* chunk layout of v and m: see msv_wino_transform_input (0 from plan_tiles) */
 } msv_wino_geometry;
 
 /* Tiles covering an output of oh x ow pixels (batch n). */
@@ -51,8 +52,10 @@ int msv_wino_view_ok(const msv_view *v);
 void msv_wino_transform_weights(const float *w, int64_t O, int64_t I, float *u);
 
 /* Tiles first .. first+count-1 of x -> v: 36 matrices of rows x C (rows >= count; rows past count are zeroed),
- * v[(k * rows + t) * C + c]. x is the concatenation along channels of n_sources views of the same batch and
- * size (xs[0]'s channels first; C is their sum): a concat node's inputs read in place. */
+ * v[(k * rows + t) * C + c], or with g->tile_major each tile's 36 rows together, v[(t * 36 + k) * C + c] (the
+ * matrices then have a row stride of 36 C). The products m passed to the output transform are laid out alike. x is the
+ * concatenation along channels of n_sources views of the same batch and size (xs[0]'s channels first; C is their sum):
+ * a concat node's inputs read in place. */
 void msv_wino_transform_input(const msv_view *xs, int n_sources, const msv_wino_geometry *g, int64_t first,
                               int64_t count, int64_t rows, float *v);
 
