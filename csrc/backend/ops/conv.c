@@ -43,8 +43,9 @@
 #define WINO_CHUNK_TILES 192
 /* Maps of at least a chunk of tiles keep each tile's 36 transformed rows together (tile-major chunks, see
  * winograd.h): the transforms then write and read one contiguous block per tile instead of 36 rows a chunk
- * apart. Measured on Zen 5, 2 threads: RealESRNet's dense blocks (32..160 -> 32 channels at 256x256) 8% faster,
- * 256 channels at 32x32 6%, MogFace even; on a few tiles (3 x 8x8 maps, 96 channels) 15% slower, hence the bound. */
+ * apart; oneDNN then runs the strided matmul on its gemm:jit kernel rather than brgemm. Measured on Zen 5, 2
+ * threads: RealESRNet's dense blocks (32..160 -> 32 channels at 256x256) 8% faster, 256 channels at 32x32 6%,
+ * MogFace even; on a few tiles (3 x 8x8 maps, 96 channels) 15% slower, hence the bound. */
 
 typedef struct wino_state {
     msv_wino_geometry geo;
