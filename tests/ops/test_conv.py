@@ -272,12 +272,18 @@ CONCAT_CONSUMERS = {
 }
 
 
+# (batch, height, width): 96 tiles (row-major chunks); 19 x 23 = 437 tiles, tile-major chunks of 146 rows, the
+# last one partial
+CONCAT_SIZES = [(2, 23, 29), (1, 75, 90)]
+
+
+@pytest.mark.parametrize("size", CONCAT_SIZES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("consumers", list(CONCAT_CONSUMERS))
-def test_winograd_reads_a_concat_in_place(consumers, layout, monkeypatch, capfd):
+def test_winograd_reads_a_concat_in_place(consumers, size, layout, monkeypatch, capfd):
     pool, as_output, as_residual = CONCAT_CONSUMERS[consumers]
     in_place = not (pool or as_output or as_residual)
     monkeypatch.setenv("MSVISION_VERBOSE", "1")
-    x = rand(2, 16, 23, 29)
+    x = rand(size[0], 16, size[1], size[2])
     w1, w2 = weight(32, 16, 1, 1, fan_in=16), weight(16, 16, 3, 3, fan_in=144, seed=3)
     wa, wb = weight(48, 64, 3, 3, fan_in=576, seed=4), weight(64, 64, 3, 3, fan_in=576, seed=5)
     ba = rand(48, seed=6)

@@ -39,7 +39,8 @@
 #define WINO_SMALL_MAX_WEIGHT_BYTES (8 << 20)
 /* Tiles per matmul: chunk buffers of 36 x 192 x (I + O) floats (28 MB at 512 channels); MogFace's times were flat
  * from 96 to 768 tiles. The transformed weights are packed for this row count whatever the chunk, so one packed
- * copy serves every input size. */
+ * copy per chunk layout (below) serves every input size: a convolution whose maps fall on both sides of the
+ * tile-major bound (inputs of very different sizes) keeps two. */
 #define WINO_CHUNK_TILES 192
 /* Maps of at least a chunk of tiles keep each tile's 36 transformed rows together (tile-major chunks, see
  * winograd.h): the transforms then write and read one contiguous block per tile instead of 36 rows a chunk
@@ -199,7 +200,8 @@ static msv_status plan_winograd(msv_planner *pl, const msv_node *n, int *planned
     const int64_t chunk = pl->env->winograd_tiles ? pl->env->winograd_tiles : WINO_CHUNK_TILES;
     const int64_t n_chunks = (geo.n_tiles + chunk - 1) / chunk;
     const int64_t rows = (geo.n_tiles + n_chunks - 1) / n_chunks; /* even chunks: little work on unused rows */
-    /* the weight layout is the one oneDNN picks for a full chunk, so every plan shares one packed copy */
+    /* the weight layout is the one oneDNN picks for a full chunk, so every plan of this chunk layout shares one
+     * packed copy */
     dnnl_primitive_desc_t canonical = wino_matmul(pl, WINO_CHUNK_TILES, I, O, geo.tile_major, NULL);
     if (!canonical) return MSV_OK;
     const_dnnl_memory_desc_t umd = dnnl_primitive_desc_query_md(canonical, dnnl_query_weights_md, 0);

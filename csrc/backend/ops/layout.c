@@ -59,8 +59,8 @@ static msv_status plan_concat_kernel(msv_planner *pl, const msv_node *n) {
 static int read_in_place(const msv_planner *pl, const msv_node *n) {
     const msv_graph *g = pl->g;
     const int t = n->out;
-    if (pl->materializing || n->p.concat.axis != 1 || pl->shapes[t].ndims != 4 || n->n_in + 2 > MSV_MAX_STEP_VIEWS)
-        return 0;
+    _Static_assert(MSV_MAX_INPUTS + 2 <= MSV_MAX_STEP_VIEWS, "a Winograd step views every input, y and a residual");
+    if (pl->materializing || n->p.concat.axis != 1 || pl->shapes[t].ndims != 4) return 0;
     for (int i = 0; i < g->n_outputs; i++)
         if (g->outputs[i] == t) return 0;
     for (int i = 0; i < n->n_in; i++)
