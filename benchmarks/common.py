@@ -436,6 +436,43 @@ class OnnxPeer:
         self.load_s = time.perf_counter() - t0
 
 
+TF_GRAPH_PEERS = ("ov_f32", "ov_default")
+
+
+class TfGraphPeer:
+    """A TensorFlow frozen graph (``.pb``) run by OpenVINO's CPU plugin, which reads the format itself (no export
+    step): ``engine`` 'ov_f32' or 'ov_default' as in ONNX_PEERS, the input reshaped to ``shape``; ``run(x)``
+    returns the graph's ``output`` tensor."""
+
+    def __init__(self, engine: str, path: str, input_name: str, output: str, shape, threads: int):
+        import openvino as ov
+
+        if engine not in TF_GRAPH_PEERS:
+            raise ValueError(f"unknown TF graph peer {engine!r}; choose from {', '.join(TF_GRAPH_PEERS)}")
+        t0 = time.perf_counter()
+        core = ov.Core()
+        model = core.read_model(path)
+        model.reshape({input_name: list(shape)})
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+        if engine == "ov_f32":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        compiled = core.compile_model(model, "CPU", config)
+        request = compiled.create_infer_request()
+        port = compiled.output(output)
+        dtype = compiled.input(input_name).get_element_type().to_dtype()
+
+        def run(x):  # the cast is TensorFlow's feed conversion (a uint8 image fed to a float placeholder)
+            request.infer({input_name: np.asarray(x, dtype)})
+            return request.get_tensor(port).data.copy()
+
+        self.run = run
+        self.load_s = time.perf_counter() - t0
+        self.info = {
+            "version": f"openvino {ov.__version__.split('-')[0]}",
+            "precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+        }
+
+
 # ---------------------------------------------------------------- cold start
 
 _COLD_START = """

@@ -12,6 +12,9 @@ OMP_NUM_THREADS and the session's intra-op threads; msvision ``threads=``):
 - the whole ``pipeline(path)`` call on a 1280 x 960 portrait (``faces/ulfd_5.jpg`` upscaled; ModelScope works at
   960 x 720 inside) with its face found: background, face analyser, head generator, blending, resize back.
 
+The background graph alone is also run by OpenVINO's CPU plugin, which reads ``cartoon_bg.pb`` itself (fp32, and
+its default precision: bf16 on this CPU), on the same image.
+
 The hub is unreachable, so the model directory is the tests' (tests/support/cartoon_graphs.py): the generators
 frozen from ModelScope's own network.py and loss.py with seeded weights, the face analyser's stand-in graphs with
 a prior placing the photo's face. The outputs are compared.
@@ -94,7 +97,21 @@ def engine_msvision(a) -> dict:
     }
 
 
-ENGINE_FUNCS = {"modelscope": engine_modelscope, "msvision": engine_msvision}
+def engine_openvino(a) -> dict:
+    """OpenVINO (``a.engine``: common.TF_GRAPH_PEERS) on the background graph and image msvision's bg run gets."""
+    x = _bg_input()
+    path = os.path.join(a.model_dir, "cartoon_bg.pb")
+    peer = common.TfGraphPeer(a.engine, path, "input_image:0", "output_image:0", x.shape, a.threads)
+    bg = common.summarize(common.time_calls(lambda: peer.run(x), a.repeats, a.warmup))
+    np.save(a.json_out + ".bg.npy", peer.run(x))
+    return {"load_s": peer.load_s, "bg": bg, "peer": peer.info}
+
+
+ENGINE_FUNCS = {
+    "modelscope": engine_modelscope,
+    "msvision": engine_msvision,
+    **{peer: engine_openvino for peer in common.TF_GRAPH_PEERS},
+}
 
 
 def generator_conv_flops(h, w, channel=32) -> int:
@@ -130,7 +147,7 @@ def orchestrate(a) -> None:
 
     model_dir = common.cached_model_dir("cartoon_compound", recipe, build, weights="cartoon_bg.pb")
     res = {}
-    for eng in ("msvision", "modelscope"):
+    for eng in ("msvision", "modelscope", *common.TF_GRAPH_PEERS):
         args = ["--engine", eng, "--threads", str(a.threads), "--model-dir", model_dir, "--image", image]
         args += ["--repeats", str(a.repeats), "--warmup", str(a.warmup)]
         res[eng] = common.run_engine_process(
@@ -156,8 +173,21 @@ def orchestrate(a) -> None:
             f"| {common.fmt_s(r['bg']['median'])} | {ms['bg']['median'] / r['bg']['median']:.2f}× "
             f"| {rate / 1e9:.0f} ({rate / FP32_PEAK:.0%}) | {r['peak_rss_mib']:.0f} | {r['load_s']:.2f} |"
         )
+    ours_bg = np.load(os.path.join(work, "msvision.json.bg.npy")).astype(np.float64)
+    for eng in common.TF_GRAPH_PEERS:
+        r = res[eng]
+        rate = flops / r["bg"]["median"]
+        diff = np.abs(np.load(os.path.join(work, f"{eng}.json.bg.npy")).astype(np.float64) - ours_bg).max()
+        lines.append(
+            f"| OpenVINO {r['peer']['version'].split()[1]} ({r['peer']['precision']}), background graph only; "
+            f"max\\|Δ\\| vs msvision {diff:.3g} | – | – | {common.fmt_s(r['bg']['median'])} "
+            f"| {ms['bg']['median'] / r['bg']['median']:.2f}× | {rate / 1e9:.0f} ({rate / FP32_PEAK:.0%}) "
+            f"| {r['peak_rss_mib']:.0f} | {r['load_s']:.2f} |"
+        )
     m = common.machine_info()
-    vers = common.package_versions(["tensorflow-cpu", "modelscope", "numpy", "opencv-python-headless"])
+    vers = common.package_versions(
+        ["tensorflow-cpu", "openvino", "modelscope", "numpy", "opencv-python-headless"]
+    )
     ops = ", ".join(f"{k} {v}" for k, v in ours["ops"].items())
     header = [
         f"## DCT-Net portrait cartoon — {common.now_utc()}",

@@ -10,6 +10,8 @@ seeded weights at ``--width`` base channels. Input: a ``--size`` x ``--size`` po
 resized with PIL bicubic) saved as PNG. Each engine runs in its own subprocess with the same threads (TensorFlow:
 TF_NUM_INTRAOP_THREADS, OMP_NUM_THREADS; msvision ``threads=``); timed: the whole ``pipeline(path)`` call and the
 graph run inside it (ModelScope: ``Session.run``; msvision: the imported graph). The outputs are compared.
+The graph alone is timed on the input the pipeline hands it: msvision's imported graph and OpenVINO's CPU plugin
+reading the same ``tf_graph.pb`` itself (fp32, and its default precision: bf16 on this CPU).
 """
 
 from __future__ import annotations
@@ -51,16 +53,47 @@ def engine_modelscope(a) -> dict:
 
 def engine_msvision(a) -> dict:
     pipe, load_s = common.load_msvision_pipeline(TASK, a.model_dir, a.threads)
-    acc = [0.0]
-    pipe.model.run = common.timed(pipe.model.run, acc)
+    acc, graph_input = [0.0], []
+    run = pipe.model.run
+
+    def recording_run(x):
+        graph_input[:] = [x]
+        return run(x)
+
+    pipe.model.run = common.timed(recording_run, acc)
     e2e, net = common.timed_e2e(lambda: pipe(a.image), acc, a.repeats, a.warmup)
     np.save(a.json_out + ".npy", pipe(a.image)["output_img"])
+    x = graph_input[0]
+    np.save(os.path.join(os.path.dirname(a.json_out), "graph_input.npy"), x)
+    bare = common.summarize(common.time_calls(lambda: run(x), a.repeats, a.warmup))
+    np.save(a.json_out + ".graph.npy", run(x))
     hist = pipe.model.graph.op_histogram()
     steps = pipe.model.steps()
-    return {"load_s": load_s, "e2e": e2e, "net": net, "ops": dict(hist.most_common()), "steps": len(steps)}
+    return {
+        "load_s": load_s,
+        "e2e": e2e,
+        "net": net,
+        "bare": bare,
+        "ops": dict(hist.most_common()),
+        "steps": len(steps),
+    }
 
 
-ENGINE_FUNCS = {"modelscope": engine_modelscope, "msvision": engine_msvision}
+def engine_openvino(a) -> dict:
+    """OpenVINO (``a.engine``: common.TF_GRAPH_PEERS) on the frozen graph, fed the pipeline's graph input."""
+    x = np.load(os.path.join(os.path.dirname(a.json_out), "graph_input.npy"))
+    path = os.path.join(a.model_dir, "tf_graph.pb")
+    peer = common.TfGraphPeer(a.engine, path, "input_image:0", "output_png:0", x.shape, a.threads)
+    bare = common.summarize(common.time_calls(lambda: peer.run(x), a.repeats, a.warmup))
+    np.save(a.json_out + ".graph.npy", peer.run(x))
+    return {"load_s": peer.load_s, "bare": bare, "peer": peer.info}
+
+
+ENGINE_FUNCS = {
+    "modelscope": engine_modelscope,
+    "msvision": engine_msvision,
+    **{peer: engine_openvino for peer in common.TF_GRAPH_PEERS},
+}
 
 
 def orchestrate(a) -> None:
@@ -81,7 +114,7 @@ def orchestrate(a) -> None:
         (a.size, a.size), Image.BICUBIC
     ).save(image)
     res = {}
-    for eng in ("msvision", "modelscope"):
+    for eng in ("msvision", "modelscope", *common.TF_GRAPH_PEERS):
         args = ["--engine", eng, "--threads", str(a.threads), "--model-dir", model_dir, "--image", image]
         args += ["--repeats", str(a.repeats), "--warmup", str(a.warmup)]
         res[eng] = common.run_engine_process(
@@ -103,8 +136,28 @@ def orchestrate(a) -> None:
             f"| {label} | {common.fmt_s(r['e2e']['median'])} | {common.fmt_s(r['net']['median'])} | {ratio} | "
             f"{r['peak_rss_mib']:.0f} | {r['load_s']:.2f} |"
         )
+    ours_graph = np.load(os.path.join(work, "msvision.json.graph.npy"))
+    peer_lines = [
+        "| Graph alone, on the pipeline's graph input | Median (s) | this ÷ msvision | max\\|Δ\\| vs msvision "
+        "| Peak RSS (MiB) | Load (s) |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| msvision | {common.fmt_s(ours['bare']['median'])} | 1.00× | – | {ours['peak_rss_mib']:.0f} | "
+        f"{ours['load_s']:.2f} |",
+    ]
+    for eng in common.TF_GRAPH_PEERS:
+        r = res[eng]
+        diff = np.abs(
+            np.load(os.path.join(work, f"{eng}.json.graph.npy")).astype(np.float64) - ours_graph
+        ).max()
+        peer_lines.append(
+            f"| OpenVINO {r['peer']['version'].split()[1]} ({r['peer']['precision']}) | "
+            f"{common.fmt_s(r['bare']['median'])} | {r['bare']['median'] / ours['bare']['median']:.2f}× | "
+            f"{diff:.3g} | {r['peak_rss_mib']:.0f} | {r['load_s']:.2f} |"
+        )
     m = common.machine_info()
-    vers = common.package_versions(["tensorflow-cpu", "modelscope", "numpy", "opencv-python-headless"])
+    vers = common.package_versions(
+        ["tensorflow-cpu", "openvino", "modelscope", "numpy", "opencv-python-headless"]
+    )
     ops = ", ".join(f"{k} {v}" for k, v in ours["ops"].items())
     header = [
         f"## Portrait matting (BSHM graph convention) — {common.now_utc()}",
@@ -122,7 +175,7 @@ def orchestrate(a) -> None:
         f"- Imported graph's op histogram (after pruning and folding): {ops}; {ours['steps']} plan steps",
         f"- Whole run: {time.perf_counter() - t_start:.0f} s wall",
     ]
-    report = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n"
+    report = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(peer_lines) + "\n"
     print(report)
     if not a.no_write:
         with open(a.results, "a") as f:
