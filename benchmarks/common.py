@@ -394,6 +394,23 @@ ONNX_PEER_LABEL = {
 }
 
 
+def openvino_compile(core, model, engine: str, threads: int):
+    """``model`` (a path or an ov.Model) compiled by OpenVINO's CPU plugin for ``engine`` ('ov_f32' forces fp32,
+    'ov_default' keeps the plugin's default precision): latency hint, one stream, ``threads`` threads. Returns the
+    compiled model and what it really runs (version, precision)."""
+    import openvino as ov
+
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+    if engine == "ov_f32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    compiled = core.compile_model(model, "CPU", config)
+    info = {
+        "version": f"openvino {ov.__version__.split('-')[0]}",
+        "precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+    }
+    return compiled, info
+
+
 class OnnxPeer:
     """One ONNX file loaded by ``engine`` (one of ONNX_PEERS) with ``threads`` threads; ``run(x)`` returns the
     outputs as NumPy arrays, ``load_s`` the seconds the import and compilation took, ``info`` what the engine
@@ -416,10 +433,7 @@ class OnnxPeer:
         elif engine in ("ov_f32", "ov_default"):
             import openvino as ov
 
-            config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
-            if engine == "ov_f32":
-                config["INFERENCE_PRECISION_HINT"] = "f32"
-            compiled = ov.Core().compile_model(path, "CPU", config)
+            compiled, self.info = openvino_compile(ov.Core(), path, engine, threads)
             request = compiled.create_infer_request()
 
             def run(x):
@@ -427,10 +441,6 @@ class OnnxPeer:
                 return [request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs))]
 
             self.run = run
-            self.info = {
-                "version": f"openvino {ov.__version__.split('-')[0]}",
-                "precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
-            }
         else:
             raise ValueError(f"unknown ONNX peer {engine!r}; choose from {', '.join(ONNX_PEERS)}")
         self.load_s = time.perf_counter() - t0
@@ -453,10 +463,7 @@ class TfGraphPeer:
         core = ov.Core()
         model = core.read_model(path)
         model.reshape({input_name: list(shape)})
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
-        if engine == "ov_f32":
-            config["INFERENCE_PRECISION_HINT"] = "f32"
-        compiled = core.compile_model(model, "CPU", config)
+        compiled, self.info = openvino_compile(core, model, engine, threads)
         request = compiled.create_infer_request()
         port = compiled.output(output)
         dtype = compiled.input(input_name).get_element_type().to_dtype()
@@ -467,10 +474,6 @@ class TfGraphPeer:
 
         self.run = run
         self.load_s = time.perf_counter() - t0
-        self.info = {
-            "version": f"openvino {ov.__version__.split('-')[0]}",
-            "precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
-        }
 
 
 # ---------------------------------------------------------------- cold start

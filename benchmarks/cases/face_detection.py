@@ -114,29 +114,23 @@ def engine_msvision(a) -> dict:
     import msvision
     from msvision.models.base import Model
 
-    acc, out, recording = [0.0], {}, []
+    acc, out, calls = [0.0], {}, []
     inner_run = Model.run
 
-    def run(self, *inputs):
-        if recording is not None:
-            recording.append((self, inputs))
+    def run(self, *inputs):  # times every network call and records those of the current pipeline call
+        calls.append((self, inputs))
         t0 = time.perf_counter()
         r = inner_run(self, *inputs)
         acc[0] += time.perf_counter() - t0
         return r
 
-    Model.run = run
-    recording = None
-
     def call():
+        calls.clear()
         out["r"] = pipe(a.photo)
 
+    Model.run = run
     e2e, net = common.timed_e2e(call, acc, a.repeats, a.warmup)
-    recording = []
-    call()
-    calls = [(model, inputs) for model, inputs in recording]
-    recording = None
-    Model.run = inner_run
+    Model.run = inner_run  # calls now holds the network calls of the last timed call
     names = [MSVISION_NETWORK[type(m).__name__] for m, _ in calls]
     np.savez(
         a.out_prefix + "_calls.npz",
