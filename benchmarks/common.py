@@ -91,14 +91,15 @@ def load_modelscope_pipeline(task: str, model_dir: str, threads: int):
     return pipeline(task, model=model_dir), time.perf_counter() - t0
 
 
-def load_msvision_pipeline(task: str, model_dir: str, threads: int):
-    """This checkout's ``msvision.pipeline(task, model=model_dir, threads=threads)``; returns the pipeline and the
-    seconds its import and loading took."""
+def load_msvision_pipeline(task: str, model_dir: str, threads: int, precision: str = "fp32"):
+    """This checkout's ``msvision.pipeline(task, model=model_dir, threads=threads, precision=precision)``; returns
+    the pipeline and the seconds its import and loading took."""
     use_repo_msvision()
     t0 = time.perf_counter()
     import msvision
 
-    return msvision.pipeline(task, model=model_dir, threads=threads), time.perf_counter() - t0
+    pipe = msvision.pipeline(task, model=model_dir, threads=threads, precision=precision)
+    return pipe, time.perf_counter() - t0
 
 
 def thread_env(threads: int) -> dict:

@@ -281,12 +281,18 @@ typedef struct msv_session msv_session;
 
 typedef enum msv_layout { MSV_LAYOUT_NCHW, MSV_LAYOUT_NHWC } msv_layout;
 
+/* Arithmetic of the convolutions. FP32 everywhere is the default. BF16: convolutions multiply bf16 activations by
+ * bf16 weights, accumulating in fp32 (fp32 bias and post-ops); a convolution's result is stored as bf16 when
+ * every consumer is such a convolution, else as fp32; every other op runs in fp32. */
+typedef enum msv_precision { MSV_PRECISION_FP32, MSV_PRECISION_BF16 } msv_precision;
+
 typedef struct msv_session_options {
     int threads;          /* OpenMP threads of this session's runs; <= 0: OpenMP's default */
     int max_plans;        /* input shapes kept planned (least recently used evicted); <= 0: 8 */
     msv_layout io_layout; /* layout of the caller's 4-D input and output buffers (other ranks: row-major) */
     int64_t memory_limit; /* bytes of activations one plan may need; <= 0: no limit */
     const msv_session *share_weights_with; /* a session of the same graph: pack its weights once for both */
+    msv_precision precision;               /* of the convolutions (sessions sharing weights may differ) */
 } msv_session_options;
 
 msv_status msv_session_create(msv_session **out, const msv_graph *g, const msv_session_options *options,

@@ -1,10 +1,11 @@
 """The ``msvision`` command (also ``python -m msvision``).
 
-    msvision run TASK INPUT... [--model DIR_OR_ID] [-o OUT] [--threads N] [--jsonl FILE] [--draw]
-                 [--keep-going] [--resume] [-q | -v]
+    msvision run TASK INPUT... [--model DIR_OR_ID] [-o OUT] [--threads N] [--precision fp32|bf16]
+                 [--jsonl FILE] [--draw] [--keep-going] [--resume] [-q | -v]
     msvision tasks | models | info
     msvision inspect GRAPH.pb [--inputs T ...] [--outputs T ...] [--fix NAME=VALUE ...]
-    msvision TASK IMAGE -o OUTPUT [--model DIR_OR_ID] [--threads N]     (one image; --sample: the bundled photo)
+    msvision TASK IMAGE -o OUTPUT [--model DIR_OR_ID] [--threads N] [--precision fp32|bf16]
+                                                                      (one image; --sample: the bundled photo)
 
 INPUT is image files, folders (searched recursively for image extensions), glob patterns (``'photos/**/*.jpg'``)
 or a ``.txt`` file listing paths, one per line (relative ones from the current directory). Image results
@@ -195,6 +196,9 @@ def run_main(argv: list[str]) -> int:
     )
     parser.add_argument("-o", "--output", type=Path, default=None, help="folder for image results and --draw")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: every usable CPU)")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="convolution arithmetic (default fp32)"
+    )
     parser.add_argument("--jsonl", type=Path, default=None, help="JSON Lines file for detection results")
     parser.add_argument("--draw", action="store_true", help="also write annotated images under -o")
     parser.add_argument("--keep-going", action="store_true", help="continue past inputs that fail")
@@ -245,7 +249,7 @@ def run_main(argv: list[str]) -> int:
 
     start = time.perf_counter()
     try:
-        pipe = msvision.pipeline(args.task, model=args.model, threads=args.threads)
+        pipe = msvision.pipeline(args.task, model=args.model, threads=args.threads, precision=args.precision)
     except Exception as e:  # a model that cannot be loaded: nothing can run
         if args.verbose:
             traceback.print_exc()
@@ -435,6 +439,7 @@ def one_image_main(argv: list[str]) -> int:
         "--model", default=None, help="model directory or cached hub id (default: task default)"
     )
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--sample", action="store_true", help="use the bundled noisy sample photo")
     args = parser.parse_args(argv)
     if bool(args.input) == args.sample:
@@ -447,7 +452,7 @@ def one_image_main(argv: list[str]) -> int:
     source = str(SAMPLE) if args.sample else args.input
     start = time.perf_counter()
     try:
-        pipe = msvision.pipeline(args.task, model=args.model, threads=args.threads)
+        pipe = msvision.pipeline(args.task, model=args.model, threads=args.threads, precision=args.precision)
         loaded = time.perf_counter()
         result = pipe(source)["output_img"]
         done = time.perf_counter()

@@ -16,6 +16,7 @@ __all__ = [
     "ModelNotFoundError",
     "ShapeError",
     "UnsafeCheckpointError",
+    "UnsupportedPrecisionError",
     "UnsupportedTaskError",
 ]
 
@@ -29,6 +30,11 @@ class ModelNotFoundError(FileNotFoundError):
 
 class UnsupportedTaskError(ValueError):
     """The task name is unknown or not (yet) implemented by msvision."""
+
+
+class UnsupportedPrecisionError(ValueError):
+    """``precision=`` names a mode this model (or this CPU) does not run: a model takes only the precisions
+    in which it meets its accuracy gate."""
 
 
 class InvalidModelError(ValueError):

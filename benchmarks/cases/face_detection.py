@@ -110,7 +110,8 @@ def _detections(result: dict) -> dict:
 
 
 def engine_msvision(a) -> dict:
-    pipe, load_s = common.load_msvision_pipeline("face-detection", a.model_dir, a.threads)
+    precision = "bf16" if a.engine == "msvision_bf16" else "fp32"
+    pipe, load_s = common.load_msvision_pipeline("face-detection", a.model_dir, a.threads, precision)
     import msvision
     from msvision.models.base import Model
 
@@ -213,6 +214,7 @@ def engine_onnx_peer(a) -> dict:
 ENGINE_FUNCS = {
     "modelscope": engine_modelscope,
     "msvision": engine_msvision,
+    "msvision_bf16": engine_msvision,
     "export": engine_export,
     **{peer: engine_onnx_peer for peer in common.ONNX_PEERS},
 }
@@ -225,7 +227,7 @@ def run_child(a, engine: str, model_dir: str, photo: str, work: str, onnx_dir: s
     args = ["--engine", engine, "--threads", str(a.threads), "--model-dir", model_dir, "--photo", photo]
     args += ["--repeats", str(a.repeats), "--warmup", str(a.warmup), "--onnx-dir", onnx_dir]
     args += ["--out-prefix", os.path.join(work, engine)]
-    args += ["--calls", os.path.join(work, "msvision_calls.npz")]
+    args += ["--calls", os.path.join(work, "msvision_calls.npz")]  # the fp32 engine's (it runs first)
     args += ["--reference", os.path.join(work, "export_reference.npz")]
     return common.run_engine_process(
         __file__, args, os.path.join(work, f"{engine}.json"), a.threads, a.timeout, f"engine {engine}"
@@ -241,6 +243,16 @@ def _max_box_diff(ms: dict, mv: dict) -> str:
 
 def ms(x: float) -> str:
     return f"{x * 1e3:.1f}"
+
+
+BF16_MODELS = (
+    "RetinaFace",
+)  # the face detectors that take precision="bf16" (tests/models/test_precision.py)
+
+
+def replay_ratio(res: dict, peer: str, ours: dict) -> str:
+    """How many times faster ``ours`` replays the network calls than ``peer`` (e.g. '1.25× faster than')."""
+    return f"{res[peer]['bare']['median'] / ours['bare']['median']:.2f}× faster than"
 
 
 def orchestrate(a) -> None:
@@ -261,10 +273,22 @@ def orchestrate(a) -> None:
             work = os.path.join(common.OUT_DIR, "face_detection", name, photo_name.split(".")[0])
             os.makedirs(work, exist_ok=True)
             res = {}
-            for engine in ("msvision", "modelscope", "export", *common.ONNX_PEERS):
+            engines = ["msvision", "modelscope", "export", *common.ONNX_PEERS]
+            if name in BF16_MODELS:
+                engines.insert(1, "msvision_bf16")
+            for engine in engines:
                 print(f"{name} {photo_name}: {engine} ...", file=sys.stderr)
                 res[engine] = run_child(a, engine, model_dir, photo, work, onnx_dir)
             mv, mscope = res["msvision"], res["modelscope"]
+            if "msvision_bf16" in res:
+                b = res["msvision_bf16"]
+                notes.append(
+                    f"{name} {photo_name}: msvision bf16 (opt-in): pipeline {ms(b['e2e']['median'])} ms "
+                    f"({mscope['e2e']['median'] / b['e2e']['median']:.2f}× ModelScope, "
+                    f"{mv['e2e']['median'] / b['e2e']['median']:.2f}× msvision fp32), network replay "
+                    f"{ms(b['bare']['median'])} ms ({replay_ratio(res, 'ov_default', b)} OpenVINO default's); "
+                    f"faces {b['faces']} vs ModelScope {mscope['faces']}"
+                )
             replay = {e: res[e]["bare"]["median"] for e in ("msvision", *common.ONNX_PEERS)}
             fp32_peers = [e for e in common.ONNX_PEERS if res[e]["peer"]["precision"] == "f32"]
             best_fp32 = min(fp32_peers, key=lambda e: replay[e])

@@ -67,6 +67,7 @@ def engine_msvision(a) -> dict:
         model=a.model_dir,
         human_detector=_detector(a.persons, tensors=False),
         threads=a.threads,
+        precision="bf16" if a.engine == "msvision_bf16" else "fp32",
     )
     load_s = time.perf_counter() - t0
     acc, batch = [0.0], []
@@ -122,6 +123,7 @@ def engine_onnx_peer(a) -> dict:
 ENGINE_FUNCS = {
     "modelscope": engine_modelscope,
     "msvision": engine_msvision,
+    "msvision_bf16": engine_msvision,
     "export": engine_export,
     **{peer: engine_onnx_peer for peer in common.ONNX_PEERS},
 }
@@ -148,7 +150,7 @@ def orchestrate(a) -> None:
     for n in (int(v) for v in a.persons_list.split(",")):
         res = {}
         inp = os.path.join(work, f"msvision_{n}_input.npy")
-        for eng in ("msvision", "modelscope", "export", *common.ONNX_PEERS):
+        for eng in ("msvision", "msvision_bf16", "modelscope", "export", *common.ONNX_PEERS):
             if eng == "export" and os.path.isfile(os.path.join(work, f"hrnet_{n}.onnx")) and not a.no_cache:
                 continue
             args = ["--engine", eng, "--threads", str(a.threads), "--model-dir", model_dir, "--image", IMAGE]
@@ -158,20 +160,28 @@ def orchestrate(a) -> None:
                 __file__, args, os.path.join(work, f"{eng}_{n}.json"), a.threads, a.timeout, eng
             )
         ms, ours = res["modelscope"], res["msvision"]
-        for eng, r in (("ModelScope pipeline (torch)", ms), ("msvision pipeline", ours)):
+        rows = (
+            ("ModelScope pipeline (torch)", ms),
+            ("msvision pipeline", ours),
+            ("msvision pipeline, bf16 (opt-in)", res["msvision_bf16"]),
+        )
+        for eng, r in rows:
             ratio = f"{ms['e2e']['median'] / r['e2e']['median']:.2f}× / {ms['net']['median'] / r['net']['median']:.2f}×"
             lines.append(
                 f"| {n} | {eng} | {common.fmt_s(r['e2e']['median'])} | {common.fmt_s(r['net']['median'])} | "
                 f"{ratio} | {r['peak_rss_mib']:.0f} | {r['load_s']:.2f} |"
             )
         ref = np.load(os.path.join(work, f"msvision_{n}_heatmaps.npy"))
-        for eng in ("msvision", *common.ONNX_PEERS):
+        for eng in ("msvision", "msvision_bf16", *common.ONNX_PEERS):
             r = res[eng]
-            label = "msvision graph" if eng == "msvision" else common.ONNX_PEER_LABEL[eng]
+            label = {"msvision": "msvision graph", "msvision_bf16": "msvision graph, bf16 (opt-in)"}.get(
+                eng, common.ONNX_PEER_LABEL.get(eng)
+            )
             if eng == "msvision":
                 check = "–"
             else:
-                peers[eng] = r["peer"]
+                if "peer" in r:
+                    peers[eng] = r["peer"]
                 diff = np.abs(np.load(os.path.join(work, f"{eng}_{n}_heatmaps.npy")) - ref)
                 check = f"max\\|Δ\\| {diff.max():.1e} (heatmap range {np.abs(ref).max():.2f})"
             bare_lines.append(

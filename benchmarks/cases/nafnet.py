@@ -47,9 +47,14 @@ SIDD_NET = {  # model.network_g; ModelScope passes it as NAFNet(**network_g), so
     "middle_blk_num": 12,
     "dec_blk_nums": [2, 2, 2, 2],
 }
-ENGINES = ("msvision", "modelscope", *common.ONNX_PEERS)
+ENGINES = ("msvision", "msvision_bf16", "modelscope", *common.ONNX_PEERS)
 SLOW_ENGINES = ("modelscope", "ort", "ov_f32")  # get --slow-repeats timed runs at sizes >= --slow-size
-LABEL = {"msvision": "msvision", "modelscope": "ModelScope (torch)", **common.ONNX_PEER_LABEL}
+LABEL = {
+    "msvision": "msvision",
+    "msvision_bf16": "msvision bf16 (opt-in)",
+    "modelscope": "ModelScope (torch)",
+    **common.ONNX_PEER_LABEL,
+}
 
 
 # ================================================================ model directory
@@ -78,7 +83,8 @@ def _read_rgb(path: str) -> np.ndarray:
 
 
 def engine_msvision(a) -> dict:
-    p, load_s = common.load_msvision_pipeline(TASK, a.model_dir, a.threads)
+    precision = "bf16" if a.engine == "msvision_bf16" else "fp32"
+    p, load_s = common.load_msvision_pipeline(TASK, a.model_dir, a.threads, precision)
     import msvision
 
     rss_loaded = common.current_rss_mib()
@@ -215,6 +221,7 @@ def engine_onnx_peer(a) -> dict:
 
 ENGINE_FUNCS = {
     "msvision": engine_msvision,
+    "msvision_bf16": engine_msvision,
     "modelscope": engine_modelscope,
     **{peer: engine_onnx_peer for peer in common.ONNX_PEERS},
     "export": engine_export,

@@ -36,13 +36,23 @@ msv_status msv_dnnl_fail(msv_error *err, dnnl_status_t s, const char *what) {
                          "oneDNN could not %s (%s)", what, dnnl_status2str(s));
 }
 
-dnnl_memory_desc_t msv_md(int ndims, const int64_t *dims, dnnl_format_tag_t tag) {
+dnnl_memory_desc_t msv_md_dt(int ndims, const int64_t *dims, dnnl_format_tag_t tag, dnnl_data_type_t dt) {
     dnnl_memory_desc_t md = NULL;
     dnnl_dims_t d;
     for (int i = 0; i < ndims; i++)
         d[i] = dims[i];
-    if (dnnl_memory_desc_create_with_tag(&md, ndims, d, dnnl_f32, tag) != dnnl_success) return NULL;
+    if (dnnl_memory_desc_create_with_tag(&md, ndims, d, dt, tag) != dnnl_success) return NULL;
     return md;
+}
+
+dnnl_memory_desc_t msv_md(int ndims, const int64_t *dims, dnnl_format_tag_t tag) {
+    return msv_md_dt(ndims, dims, tag, dnnl_f32);
+}
+
+dnnl_data_type_t msv_md_data_type(const_dnnl_memory_desc_t md) {
+    dnnl_data_type_t dt = dnnl_data_type_undef;
+    dnnl_memory_desc_query(md, dnnl_query_data_type, &dt);
+    return dt;
 }
 
 dnnl_memory_desc_t msv_md_strides(int ndims, const int64_t *dims, const int64_t *strides) {
@@ -78,7 +88,8 @@ const char *msv_impl_name(const_dnnl_primitive_desc_t pd) {
 
 int msv_is_ref(const_dnnl_primitive_desc_t pd) { return strstr(msv_impl_name(pd), "ref") != NULL; }
 
-int msv_md_to_view(const_dnnl_memory_desc_t md, msv_view *v) {
+/* The layout of a 4-D md as a view, whatever its data type. */
+static int layout_view(const_dnnl_memory_desc_t md, msv_view *v) {
     int nd = 0, nblks = 0;
     dnnl_format_kind_t fk;
     const dnnl_dims_t *dims, *pdims, *strides, *blks, *idxs, *poffs;
@@ -113,31 +124,40 @@ int msv_md_to_view(const_dnnl_memory_desc_t md, msv_view *v) {
     return 1;
 }
 
+int msv_md_to_view(const_dnnl_memory_desc_t md, msv_view *v) {
+    return msv_md_data_type(md) == dnnl_f32 && layout_view(md, v); /* the C kernels read and write fp32 */
+}
+
 void msv_describe_md(char *buf, size_t cap, const_dnnl_memory_desc_t md) {
     msv_view v;
     int nd = 0;
+    const char *dt = msv_md_data_type(md) == dnnl_bf16 ? " bf16" : "";
     dnnl_memory_desc_query(md, dnnl_query_ndims_s32, &nd);
     if (nd != 4)
-        snprintf(buf, cap, nd > 0 ? "plain" : "-");
-    else if (!msv_md_to_view(md, &v))
-        snprintf(buf, cap, "other");
+        snprintf(buf, cap, "%s%s", nd > 0 ? "plain" : "-", dt);
+    else if (!layout_view(md, &v))
+        snprintf(buf, cap, "other%s", dt);
     else if (v.block > 1)
-        snprintf(buf, cap, "nChw%lldc", (long long)v.block);
+        snprintf(buf, cap, "nChw%lldc%s", (long long)v.block, dt);
     else
-        snprintf(buf, cap, v.scb == 1 && v.c > 1 ? "nhwc" : v.sw == 1 ? "nchw" : "strided");
+        snprintf(buf, cap, "%s%s", v.scb == 1 && v.c > 1 ? "nhwc" : v.sw == 1 ? "nchw" : "strided", dt);
 }
 
-dnnl_memory_desc_t msv_md_like(const msv_view *like, msv_shape s) {
-    dnnl_format_tag_t tag = dnnl_nchw;
-    if (like->block == 16)
-        tag = dnnl_nChw16c;
-    else if (like->block == 8)
-        tag = dnnl_nChw8c;
-    else if (like->block == 4)
-        tag = dnnl_nChw4c;
-    else if (like->block == 1 && like->scb == 1 && like->c > 1)
-        tag = dnnl_nhwc;
-    return msv_md(4, s.dims, tag);
+static dnnl_format_tag_t view_tag(const msv_view *like) {
+    if (like->block == 16) return dnnl_nChw16c;
+    if (like->block == 8) return dnnl_nChw8c;
+    if (like->block == 4) return dnnl_nChw4c;
+    if (like->block == 1 && like->scb == 1 && like->c > 1) return dnnl_nhwc;
+    return dnnl_nchw;
+}
+
+dnnl_memory_desc_t msv_md_like(const msv_view *like, msv_shape s) { return msv_md(4, s.dims, view_tag(like)); }
+
+dnnl_memory_desc_t msv_md_retyped(const_dnnl_memory_desc_t md, dnnl_data_type_t dt) {
+    if (msv_md_data_type(md) == dt) return msv_md_clone(md);
+    msv_view v;
+    if (!layout_view(md, &v)) return NULL;
+    return msv_md_dt(4, (int64_t[]){v.n, v.c, v.h, v.w}, view_tag(&v), dt);
 }
 
 dnnl_alg_kind_t msv_eltwise_alg(msv_act act, float *alpha, float *beta) {

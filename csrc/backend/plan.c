@@ -504,6 +504,27 @@ dnnl_format_tag_t msv_pl_preferred_tag(const msv_planner *pl, int64_t channels) 
 
 /* ------------------------------------------------------------------ the plan */
 
+/* Under bf16, the convolution results every consumer of which is a bf16 convolution (as its input or a post-op
+ * operand): those are stored as bf16, halving the traffic between convolutions. Graph outputs stay fp32. */
+static void mark_bf16_results(msv_planner *pl, unsigned char *bf16) {
+    const msv_graph *g = pl->g;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const msv_node *n = &g->nodes[i];
+        if (!n->fused_away && n->kind == MSV_OP_CONV2D && msv_conv_runs_bf16(pl, n)) bf16[n->out] = 1;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        const msv_node *n = &g->nodes[i];
+        if (n->fused_away) continue;
+        const int reads_bf16 = n->kind == MSV_OP_CONV2D && msv_conv_runs_bf16(pl, n);
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && !(reads_bf16 && k == 0)) bf16[n->in[k]] = 0;
+        for (int k = 0; k < n->n_post; k++)
+            if (n->post[k].kind != MSV_POST_ELTWISE && !reads_bf16) bf16[n->post[k].tensor] = 0;
+    }
+    for (int i = 0; i < g->n_outputs; i++)
+        bf16[g->outputs[i]] = 0;
+}
+
 /* Places arena entries by liveness, first fit; returns 0 when out of memory. */
 static int place_arena(msv_plan *p) {
     const int n = p->n_entries;
@@ -611,17 +632,19 @@ msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, const m
     msv_plan *p = calloc(1, sizeof(*p));
     msv_shape *shapes = malloc(sizeof(msv_shape) * (size_t)g->n_tensors);
     const msv_node **deferred = calloc((size_t)g->n_tensors, sizeof(*deferred));
+    unsigned char *bf16_result = calloc((size_t)g->n_tensors, 1);
     msv_shape logical[MSV_MAX_GRAPH_INPUTS];
     msv_status st = MSV_OK;
     if (p) p->tensor_entry = malloc(sizeof(int) * (size_t)g->n_tensors);
-    if (!p || !shapes || !deferred || !p->tensor_entry) {
+    if (!p || !shapes || !deferred || !bf16_result || !p->tensor_entry) {
         msv_plan_destroy(p);
         free(shapes);
         free(deferred);
+        free(bf16_result);
         return msv_set_error(err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
     }
     p->profile = env->profile;
-    msv_planner pl = {g, p, weights, shapes, env, msv_engine(err), 0, err, deferred, 0};
+    msv_planner pl = {g, p, weights, shapes, env, msv_engine(err), 0, err, deferred, 0, bf16_result};
     if (!pl.engine) st = err->status;
     for (int i = 0; i < g->n_inputs && st == MSV_OK; i++) {
         const msv_shape want = g->shapes[g->inputs[i]];
@@ -631,6 +654,7 @@ msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, const m
             st = msv_set_error(err, MSV_ERR_SHAPE, "input %d must be N x H x W x %lld", i, (long long)want.dims[1]);
     }
     if (st == MSV_OK) st = msv_infer_shapes(g, logical, shapes, err);
+    if (st == MSV_OK && env->bf16) mark_bf16_results(&pl, bf16_result);
     for (int i = 0; i < g->n_tensors; i++)
         p->tensor_entry[i] = -1;
     p->n_inputs = g->n_inputs;
@@ -668,6 +692,7 @@ msv_status msv_plan_build(const msv_graph *g, msv_weight_store *weights, const m
     }
     free(shapes);
     free(deferred);
+    free(bf16_result);
     *primitives_created += pl.primitives_created;
     if (st != MSV_OK) {
         msv_plan_destroy(p);

@@ -31,13 +31,16 @@ typedef struct msv_env {
     int refuse_ref;         /* MSVISION_REFUSE_REF=1: planning fails instead of using a oneDNN reference kernel */
     int fallback_kernels;   /* MSVISION_FALLBACK_KERNELS=1: the C kernels that stand in for oneDNN reference ones
                              * run wherever they can (to test them on machines where oneDNN needs none) */
+    int bf16;               /* not from the environment: the session's precision option is MSV_PRECISION_BF16 */
 } msv_env;
 msv_env msv_read_env(void); /* call it where no other thread can change the environment (session creation) */
 
 /* ---- oneDNN helpers (engine.c) ---- */
 dnnl_engine_t msv_engine(msv_error *err); /* the process-wide CPU engine */
 msv_status msv_dnnl_fail(msv_error *err, dnnl_status_t s, const char *what);
-dnnl_memory_desc_t msv_md(int ndims, const int64_t *dims, dnnl_format_tag_t tag); /* NULL on failure */
+dnnl_memory_desc_t msv_md(int ndims, const int64_t *dims, dnnl_format_tag_t tag); /* f32; NULL on failure */
+dnnl_memory_desc_t msv_md_dt(int ndims, const int64_t *dims, dnnl_format_tag_t tag, dnnl_data_type_t dt);
+dnnl_data_type_t msv_md_data_type(const_dnnl_memory_desc_t md);
 dnnl_memory_desc_t msv_md_strides(int ndims, const int64_t *dims, const int64_t *strides);
 dnnl_memory_desc_t msv_md_clone(const_dnnl_memory_desc_t md);
 dnnl_memory_desc_t msv_md_plain(msv_shape s); /* row-major (nchw for 4-D) */
@@ -45,11 +48,14 @@ dnnl_memory_desc_t msv_md_shape(msv_shape s, dnnl_format_tag_t tag);
 dnnl_format_tag_t msv_plain_tag(int ndims);
 const char *msv_impl_name(const_dnnl_primitive_desc_t pd);
 int msv_is_ref(const_dnnl_primitive_desc_t pd); /* a oneDNN reference (slow) implementation */
-/* Describes a 4-D (or plain) activation md as a channel-blocked view; 0 if it is not one. */
+/* Describes a 4-D (or plain) f32 activation md as a channel-blocked view; 0 if it is not one. */
 int msv_md_to_view(const_dnnl_memory_desc_t md, msv_view *v);
-/* A short layout name for messages: nchw, nhwc, nChw16c, plain, other. */
+/* A short layout name for messages: nchw, nhwc, nChw16c, plain, other; " bf16" appended for bf16 data. */
 void msv_describe_md(char *buf, size_t cap, const_dnnl_memory_desc_t md);
-/* An md of the same layout family as `like` with other dims. */
+/* md with data type dt: a clone, or for another type the same 4-D layout (plain, nhwc, nChw<b>c); NULL if the
+ * layout is none of those. */
+dnnl_memory_desc_t msv_md_retyped(const_dnnl_memory_desc_t md, dnnl_data_type_t dt);
+/* An f32 md of the same layout family as `like` with other dims. */
 dnnl_memory_desc_t msv_md_like(const msv_view *like, msv_shape s);
 dnnl_alg_kind_t msv_eltwise_alg(msv_act act, float *alpha, float *beta);
 dnnl_alg_kind_t msv_binary_alg(msv_binop op);
@@ -146,8 +152,9 @@ typedef struct msv_planner {
     dnnl_engine_t engine;
     int64_t primitives_created;
     msv_error *err;
-    const msv_node **deferred; /* per tensor: the node computing it, left unplanned (msv_pl_defer); or NULL */
-    int materializing;         /* set while msv_pl_entry plans a deferred node: it must not defer again */
+    const msv_node **deferred;        /* per tensor: the node computing it, left unplanned (msv_pl_defer); or NULL */
+    int materializing;                /* set while msv_pl_entry plans a deferred node: it must not defer again */
+    const unsigned char *bf16_result; /* per tensor: a convolution result to store as bf16 (env->bf16 only) */
 } msv_planner;
 
 typedef msv_status (*msv_planner_fn)(msv_planner *pl, const msv_node *n);
@@ -166,6 +173,9 @@ const msv_node *msv_pl_deferred(const msv_planner *pl, int t);
 /* Whether convolution n will be planned as a Winograd convolution, which reads a concat's inputs in place
  * (conv.c). */
 int msv_conv_reads_concat_in_place(const msv_planner *pl, const msv_node *n);
+/* Under bf16: whether convolution n is planned on a oneDNN bf16 convolution, which reads a bf16 input and
+ * operands as well as fp32 ones, and can write a bf16 result (conv.c). */
+int msv_conv_runs_bf16(const msv_planner *pl, const msv_node *n);
 /* A new entry of `md` (taken over); defined by the step added next. -1 on error. */
 int msv_pl_new_entry(msv_planner *pl, msv_entry_kind kind, dnnl_memory_desc_t md);
 /* An arena entry for node n's result in layout md (cloned); -1 on error. */

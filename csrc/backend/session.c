@@ -42,9 +42,11 @@ msv_status msv_session_create(msv_session **out, const msv_graph *g, const msv_s
     msv_session_options opt = options ? *options : (msv_session_options){0};
     if (opt.max_plans <= 0) opt.max_plans = DEFAULT_MAX_PLANS;
     if (opt.max_plans > MAX_PLANS_LIMIT || opt.threads > 4096 ||
-        (opt.io_layout != MSV_LAYOUT_NCHW && opt.io_layout != MSV_LAYOUT_NHWC))
+        (opt.io_layout != MSV_LAYOUT_NCHW && opt.io_layout != MSV_LAYOUT_NHWC) ||
+        (opt.precision != MSV_PRECISION_FP32 && opt.precision != MSV_PRECISION_BF16))
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT,
-                             "invalid session options (max_plans 1..%d, threads up to 4096, layout NCHW or NHWC)",
+                             "invalid session options (max_plans 1..%d, threads up to 4096, layout NCHW or NHWC, "
+                             "precision FP32 or BF16)",
                              MAX_PLANS_LIMIT);
     if (opt.share_weights_with && opt.share_weights_with->g != g)
         return msv_set_error(err, MSV_ERR_INVALID_ARGUMENT, "share_weights_with must be a session of the same graph");
@@ -58,6 +60,7 @@ msv_status msv_session_create(msv_session **out, const msv_graph *g, const msv_s
     s->g = g;
     s->opt = opt;
     s->env = msv_read_env();
+    s->env.bf16 = opt.precision == MSV_PRECISION_BF16;
     s->opt.share_weights_with = NULL;
     msv_status st = MSV_OK;
     if (opt.share_weights_with)

@@ -1,7 +1,8 @@
 /*
  * session.c - msvision._C.Session: runs a finalized Graph.
  *
- *   s = Session(graph, threads=2, layout="nhwc", max_plans=8, memory_limit=0, share_weights_with=None)
+ *   s = Session(graph, threads=2, layout="nhwc", max_plans=8, memory_limit=0, share_weights_with=None,
+ *               precision="fp32")     # or "bf16": see msv_precision in msv.h
  *   outputs = s.run([x, ...])          # float32 arrays in the session's layout; the GIL is released meanwhile
  *
  * One session runs one call at a time (a second thread calling the same session waits); sessions of one graph
@@ -43,13 +44,14 @@ static void Session_dealloc(SessionObject *self) {
 }
 
 static PyObject *Session_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"graph", "threads", "layout", "max_plans", "memory_limit", "share_weights_with", NULL};
+    static char *kwlist[] = {"graph",     "threads", "layout", "max_plans", "memory_limit", "share_weights_with",
+                             "precision", NULL};
     PyObject *graph, *shared = Py_None;
     int threads = 0, max_plans = 0;
     long long memory_limit = 0;
-    const char *layout = "nchw";
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|$isiLO", kwlist, &msv_GraphType, &graph, &threads, &layout,
-                                     &max_plans, &memory_limit, &shared))
+    const char *layout = "nchw", *precision = "fp32";
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|$isiLOs", kwlist, &msv_GraphType, &graph, &threads, &layout,
+                                     &max_plans, &memory_limit, &shared, &precision))
         return NULL;
     if (refuse_in_forked_child() < 0) return NULL;
     msv_session_options opt = {0};
@@ -62,6 +64,14 @@ static PyObject *Session_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         opt.io_layout = MSV_LAYOUT_NHWC;
     } else {
         PyErr_Format(PyExc_ValueError, "unknown layout '%s' (nchw or nhwc)", layout);
+        return NULL;
+    }
+    if (strcmp(precision, "fp32") == 0) {
+        opt.precision = MSV_PRECISION_FP32;
+    } else if (strcmp(precision, "bf16") == 0) {
+        opt.precision = MSV_PRECISION_BF16;
+    } else {
+        PyErr_Format(PyExc_ValueError, "unknown precision '%s' (fp32 or bf16)", precision);
         return NULL;
     }
     if (threads < 0 || max_plans < 0 || memory_limit < 0) {

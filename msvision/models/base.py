@@ -15,7 +15,7 @@ import numpy as np
 from ..checkpoint import CheckpointError, load_npy, load_torch, state_dict_from
 from ..errors import GraphError, InvalidModelError, ModelNotFoundError
 from ..graph import Builder, Graph, Session, Weights
-from ..runtime import available_cpus
+from ..runtime import available_cpus, check_precision
 
 
 def weight_file(model_dir: str, *parts: str) -> str:
@@ -58,6 +58,10 @@ class Model:
     ``run`` takes and returns), and implement ``read_weights(model_dir, config) -> (arrays, weight file path)``
     and ``build(b: Builder) -> [output tensors]``.
 
+    ``precision`` is that of the convolutions: "fp32" (the default, faithful to ModelScope) or "bf16" (see
+    ``msvision.runtime.PRECISIONS``); a model class lists in ``precisions`` the ones that meet its accuracy gate
+    (its tests measure it), and any other is refused at load.
+
     ``run(*inputs)`` may be called from several Python threads at once: each call takes an idle session (a new
     one, sharing the packed weights, when all are busy), so calls run concurrently on ``threads`` threads each,
     up to one session per CPU (at least two); further callers wait for a session to come free.
@@ -65,10 +69,20 @@ class Model:
 
     network = "network"
     layout = "nchw"
+    precisions = ("fp32",)
 
     def __init__(
-        self, model_dir: str, config: dict | None, threads: int, *, max_plans: int = 8, memory_limit: int = 0
+        self,
+        model_dir: str,
+        config: dict | None,
+        threads: int,
+        *,
+        max_plans: int = 8,
+        memory_limit: int = 0,
+        precision: str = "fp32",
     ) -> None:
+        check_precision(precision, self.precisions, self.network)
+        self.precision = precision
         self.model_dir = model_dir
         self.config = config or {}
         self.threads = threads
@@ -86,7 +100,11 @@ class Model:
             raise InvalidModelError(f"{self.weights_path}: {e}") from None
         self.graph = graph
         self._options = dict(
-            threads=threads, layout=self.layout, max_plans=max_plans, memory_limit=memory_limit
+            threads=threads,
+            layout=self.layout,
+            max_plans=max_plans,
+            memory_limit=memory_limit,
+            precision=precision,
         )
         self._sessions = [Session(graph, **self._options)]
         self._idle = list(self._sessions)

@@ -40,6 +40,7 @@ class HRNet(Model):
 
     network = "hrnet"
     layout = "nhwc"
+    precisions = ("fp32", "bf16")  # gate: tests/models/test_precision.py
 
     def read_weights(self, model_dir, config):
         path = weight_file(model_dir, ModelFile.TORCH_MODEL_FILE)

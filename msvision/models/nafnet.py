@@ -100,6 +100,7 @@ class NAFNet(Model):
 
     network = "nafnet"
     layout = "nhwc"
+    precisions = ("fp32", "bf16")  # gate: tests/models/test_precision.py
 
     def __init__(self, model_dir: str, config: dict, threads: int, **options) -> None:
         self.settings = _network_settings(config, os.path.join(model_dir, ModelFile.CONFIGURATION))

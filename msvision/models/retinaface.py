@@ -128,6 +128,7 @@ class RetinaFace(Model):
 
     network = "retinaface"
     layout = "nhwc"
+    precisions = ("fp32", "bf16")  # gate: tests/models/test_precision.py
 
     def __init__(
         self, model_dir, config, threads, *, weights=ModelFile.TORCH_MODEL_FILE, settings=None, **kw

@@ -10,7 +10,7 @@ import os
 import types
 from typing import Any
 
-from ..runtime import resolve_memory_limit, resolve_threads
+from ..runtime import check_precision, resolve_memory_limit, resolve_threads
 
 
 class Pipeline:
@@ -22,15 +22,25 @@ class Pipeline:
     - ``postprocess(outputs)``: decoding, NMS (in C), scaling, and ModelScope's output dict.
 
     ``threads`` are the CPU threads of each network call; ``memory_limit`` the activation bytes one call may
-    need (see ``msvision.runtime``).
+    need; ``precision`` that of the convolutions, one of the class's ``precisions`` (see ``msvision.runtime``).
     """
 
+    precisions = ("fp32",)  # a pipeline whose models meet their bf16 accuracy gate adds "bf16"
+
     def __init__(
-        self, model_dir: str, config: dict, threads: int | None = None, memory_limit: int | None = None
+        self,
+        model_dir: str,
+        config: dict,
+        threads: int | None = None,
+        memory_limit: int | None = None,
+        precision: str = "fp32",
     ):
         self.model_dir = model_dir
         self.config = config
         self.task = config.get("task")
+        self.precision = check_precision(
+            precision, self.precisions, f"the {self.task} pipeline {type(self).__name__}"
+        )
         self.threads = resolve_threads(threads)
         self.memory_limit = resolve_memory_limit(memory_limit)
         self._created_in = os.getpid()
@@ -41,6 +51,7 @@ class Pipeline:
             "model": model_dir,
             "threads": threads,
             "memory_limit": memory_limit,
+            "precision": precision,
         }
 
     def __call__(self, input: Any, *args, **kwargs) -> Any:

@@ -171,6 +171,8 @@ def test_usage_errors_exit_2(tmp_path, photo_folder, ulfd_dir):
             "cannot load the face-detection model",
         ),
         (("run", "face-detection", photo_folder, "-q", "-v"), "not allowed with"),
+        (("run", "face-detection", photo_folder, "--model", ulfd_dir, "--precision", "bf16"), "no bf16 mode"),
+        (("run", "face-detection", photo_folder, "--precision", "fp16"), "invalid choice: 'fp16'"),
         (("run",), "the following arguments are required"),
     ]
     for args, message in cases:

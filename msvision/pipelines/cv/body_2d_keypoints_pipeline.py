@@ -128,11 +128,22 @@ def network_input(crop: np.ndarray):
 
 
 class Body2DKeypointsPipeline(Pipeline):
+    precisions = ("fp32", "bf16")
     options = ("human_detector",)
 
-    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None, human_detector=None):
-        super().__init__(model_dir, config, threads, memory_limit)
-        self.model = HRNet(model_dir, config, self.threads, memory_limit=self.memory_limit)
+    def __init__(
+        self,
+        model_dir: str,
+        config: dict,
+        threads=None,
+        memory_limit=None,
+        precision="fp32",
+        human_detector=None,
+    ):
+        super().__init__(model_dir, config, threads, memory_limit, precision)
+        self.model = HRNet(
+            model_dir, config, self.threads, memory_limit=self.memory_limit, precision=self.precision
+        )
         self.human_detector = _as_detector(human_detector, self.threads, self.memory_limit)
 
     def preprocess(self, input):

@@ -100,8 +100,8 @@ def five_points(landmarks: np.ndarray, bgr: np.ndarray) -> list:
 
 
 class ImageCartoonPipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
-        super().__init__(model_dir, config, threads, memory_limit)
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None, precision="fp32"):
+        super().__init__(model_dir, config, threads, memory_limit, precision)
         options = dict(memory_limit=self.memory_limit)
         self.faces = FaceAnalyser(model_dir, self.threads, **options)
         self.head = CartoonGenerator(model_dir, HEAD_FILE, self.threads, **options)

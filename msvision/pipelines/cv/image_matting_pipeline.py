@@ -17,8 +17,8 @@ GRAPH_FILE = "tf_graph.pb"  # ModelScope's ModelFile.TF_GRAPH_FILE
 
 
 class ImageMattingPipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
-        super().__init__(model_dir, config, threads, memory_limit)
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None, precision="fp32"):
+        super().__init__(model_dir, config, threads, memory_limit, precision)
         self.model = ImageGraph(model_dir, GRAPH_FILE, self.threads, memory_limit=self.memory_limit)
 
     def preprocess(self, input):

@@ -52,8 +52,8 @@ def paste_mask() -> np.ndarray:
 
 
 class ImagePortraitEnhancementPipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
-        super().__init__(model_dir, config, threads, memory_limit)
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None, precision="fp32"):
+        super().__init__(model_dir, config, threads, memory_limit, precision)
         self.size = 1024 if "hires" in str(model_dir) else 512
         options = dict(memory_limit=self.memory_limit)
         self.sr = RRDBNet(model_dir, config, self.threads, **options)

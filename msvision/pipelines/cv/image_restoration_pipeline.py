@@ -42,9 +42,13 @@ def tile_plan(height: int, width: int):
 class ImageDenoisePipeline(Pipeline):
     """The image stays in HWC order throughout: the network takes and returns NHWC arrays."""
 
-    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
-        super().__init__(model_dir, config, threads, memory_limit)
-        self.model = NAFNet(model_dir, config, self.threads, memory_limit=self.memory_limit)
+    precisions = ("fp32", "bf16")
+
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None, precision="fp32"):
+        super().__init__(model_dir, config, threads, memory_limit, precision)
+        self.model = NAFNet(
+            model_dir, config, self.threads, memory_limit=self.memory_limit, precision=self.precision
+        )
 
     def preprocess(self, input):
         rgb = load_image_array(input)

@@ -51,9 +51,11 @@ def decode(loc: np.ndarray, anchors: np.ndarray) -> np.ndarray:
 
 
 class MogFaceDetectionPipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
-        super().__init__(model_dir, config, threads, memory_limit)
-        self.model = MogFace(model_dir, config, self.threads, memory_limit=self.memory_limit)
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None, precision="fp32"):
+        super().__init__(model_dir, config, threads, memory_limit, precision)
+        self.model = MogFace(
+            model_dir, config, self.threads, memory_limit=self.memory_limit, precision=self.precision
+        )
         self._priors = ((0, 0), None)  # (size, priors) of the last size seen, replaced as one object
 
     def _priors_for(self, height: int, width: int) -> np.ndarray:

@@ -21,8 +21,8 @@ from ..base import Pipeline
 
 
 class MtcnnFaceDetectionPipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
-        super().__init__(model_dir, config, threads, memory_limit)
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None, precision="fp32"):
+        super().__init__(model_dir, config, threads, memory_limit, precision)
         self.detector = MtcnnDetector(model_dir, self.threads, memory_limit=self.memory_limit)
 
     def preprocess(self, input):

@@ -21,9 +21,13 @@ from ..base import Pipeline
 
 
 class RetinaFaceDetectionPipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
-        super().__init__(model_dir, config, threads, memory_limit)
-        self.model = RetinaFace(model_dir, config, self.threads, memory_limit=self.memory_limit)
+    precisions = ("fp32", "bf16")
+
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None, precision="fp32"):
+        super().__init__(model_dir, config, threads, memory_limit, precision)
+        self.model = RetinaFace(
+            model_dir, config, self.threads, memory_limit=self.memory_limit, precision=self.precision
+        )
         self.detector = RetinaFaceDetector(self.model)
 
     def preprocess(self, input):

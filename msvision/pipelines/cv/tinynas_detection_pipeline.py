@@ -34,10 +34,12 @@ def _size_divisible(config: dict, model_dir: str) -> int:
 
 
 class TinynasDetectionPipeline(Pipeline):
-    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None):
-        super().__init__(model_dir, config, threads, memory_limit)
+    def __init__(self, model_dir: str, config: dict, threads=None, memory_limit=None, precision="fp32"):
+        super().__init__(model_dir, config, threads, memory_limit, precision)
         self.size_divisible = _size_divisible(config, model_dir)
-        self.model = DamoYolo(model_dir, config, self.threads, memory_limit=self.memory_limit)
+        self.model = DamoYolo(
+            model_dir, config, self.threads, memory_limit=self.memory_limit, precision=self.precision
+        )
 
     def preprocess(self, input):
         image = load_image_values(input)  # RGB; a non-uint8 array keeps its values
