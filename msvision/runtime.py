@@ -96,8 +96,8 @@ def check_precision(precision, supported, what: str) -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision not in supported:
         raise UnsupportedPrecisionError(
-            f"{what} has no {precision} mode: it does not meet its accuracy gate in {precision} "
-            f"(supported: {', '.join(supported)})"
+            f"{what} has no {precision} mode: none of its accuracy gates holds in {precision} (README, "
+            f"'Precision'; supported: {', '.join(supported)})"
         )
     if precision == "bf16" and not cpu_has_bf16():
         raise UnsupportedPrecisionError(

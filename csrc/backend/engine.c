@@ -88,8 +88,7 @@ const char *msv_impl_name(const_dnnl_primitive_desc_t pd) {
 
 int msv_is_ref(const_dnnl_primitive_desc_t pd) { return strstr(msv_impl_name(pd), "ref") != NULL; }
 
-/* The layout of a 4-D md as a view, whatever its data type. */
-static int layout_view(const_dnnl_memory_desc_t md, msv_view *v) {
+int msv_md_layout_view(const_dnnl_memory_desc_t md, msv_view *v) {
     int nd = 0, nblks = 0;
     dnnl_format_kind_t fk;
     const dnnl_dims_t *dims, *pdims, *strides, *blks, *idxs, *poffs;
@@ -125,7 +124,7 @@ static int layout_view(const_dnnl_memory_desc_t md, msv_view *v) {
 }
 
 int msv_md_to_view(const_dnnl_memory_desc_t md, msv_view *v) {
-    return msv_md_data_type(md) == dnnl_f32 && layout_view(md, v); /* the C kernels read and write fp32 */
+    return msv_md_data_type(md) == dnnl_f32 && msv_md_layout_view(md, v); /* the C kernels read and write fp32 */
 }
 
 void msv_describe_md(char *buf, size_t cap, const_dnnl_memory_desc_t md) {
@@ -135,7 +134,7 @@ void msv_describe_md(char *buf, size_t cap, const_dnnl_memory_desc_t md) {
     dnnl_memory_desc_query(md, dnnl_query_ndims_s32, &nd);
     if (nd != 4)
         snprintf(buf, cap, "%s%s", nd > 0 ? "plain" : "-", dt);
-    else if (!layout_view(md, &v))
+    else if (!msv_md_layout_view(md, &v))
         snprintf(buf, cap, "other%s", dt);
     else if (v.block > 1)
         snprintf(buf, cap, "nChw%lldc%s", (long long)v.block, dt);
@@ -156,7 +155,7 @@ dnnl_memory_desc_t msv_md_like(const msv_view *like, msv_shape s) { return msv_m
 dnnl_memory_desc_t msv_md_retyped(const_dnnl_memory_desc_t md, dnnl_data_type_t dt) {
     if (msv_md_data_type(md) == dt) return msv_md_clone(md);
     msv_view v;
-    if (!layout_view(md, &v)) return NULL;
+    if (!msv_md_layout_view(md, &v)) return NULL;
     return msv_md_dt(4, (int64_t[]){v.n, v.c, v.h, v.w}, view_tag(&v), dt);
 }
 

@@ -436,6 +436,20 @@ msv_status msv_pl_unary_kernel(msv_planner *pl, const msv_node *n, msv_step_run 
     return n->n_post ? msv_pl_post_ops_kernel(pl, n, 0, out) : MSV_OK;
 }
 
+int msv_pl_bf16_output(msv_planner *pl, const msv_node *n, const msv_view *vx, msv_view *vy) {
+    const msv_shape ys = pl->shapes[n->out];
+    if (!pl->env->bf16 || !pl->bf16_result[n->out] || n->n_post || ys.ndims != 4 || !msv_view_is_nhwc(vx)) return -1;
+    dnnl_memory_desc_t md = msv_md_dt(4, ys.dims, dnnl_nhwc, dnnl_bf16);
+    const int out = md ? msv_pl_output(pl, n, md) : -1;
+    dnnl_memory_desc_destroy(md);
+    if (out >= 0 && !msv_md_layout_view(pl->p->entries[out].md, vy)) {
+        msv_set_error(pl->err, MSV_ERR_BACKEND, "cannot lay out a bf16 result");
+        return -1;
+    }
+    if (out < 0 && pl->err->status == MSV_OK) msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
+    return out;
+}
+
 msv_status msv_pl_view_kernel(msv_planner *pl, const msv_node *n, msv_step_run run, const char *what, void *state) {
     msv_view vx, vy;
     const int src = msv_pl_view(pl, n->in[0], &vx);
@@ -504,13 +518,28 @@ dnnl_format_tag_t msv_pl_preferred_tag(const msv_planner *pl, int64_t channels) 
 
 /* ------------------------------------------------------------------ the plan */
 
-/* Under bf16, the convolution results every consumer of which is a bf16 convolution (as its input or a post-op
- * operand): those are stored as bf16, halving the traffic between convolutions. Graph outputs stay fp32. */
+/* Under bf16, whether node n's planner can write its result as bf16: a bf16 convolution, and the layer_norm and
+ * simple_gate C kernels (NHWC, no post-ops; msv_pl_bf16_output). oneDNN 3.2's binary primitive has no fp32 -> bf16
+ * kernel, so a binary op's result a bf16 convolution reads is reordered to bf16 there. */
+static int may_write_bf16(const msv_planner *pl, const msv_node *n) {
+    switch (n->kind) {
+    case MSV_OP_CONV2D: return msv_conv_runs_bf16(pl, n);
+    case MSV_OP_LAYER_NORM:
+        return n->n_post == 0 && pl->shapes[n->in[0]].ndims == 4 && n->p.norm.axis == 1 &&
+               pl->shapes[n->in[0]].dims[1] <= MSV_BF16_LAYER_NORM_MAX_C;
+    case MSV_OP_SIMPLE_GATE: return n->n_post == 0;
+    default: return 0;
+    }
+}
+
+/* Under bf16, the results every consumer of which is a bf16 convolution (as its input or a post-op operand) and
+ * whose producer can write bf16: those are stored as bf16, which those convolutions would round them to anyway
+ * (so accuracy is unchanged), halving the traffic. Graph outputs stay fp32. */
 static void mark_bf16_results(msv_planner *pl, unsigned char *bf16) {
     const msv_graph *g = pl->g;
     for (int i = 0; i < g->n_nodes; i++) {
         const msv_node *n = &g->nodes[i];
-        if (!n->fused_away && n->kind == MSV_OP_CONV2D && msv_conv_runs_bf16(pl, n)) bf16[n->out] = 1;
+        if (!n->fused_away && may_write_bf16(pl, n)) bf16[n->out] = 1;
     }
     for (int i = 0; i < g->n_nodes; i++) {
         const msv_node *n = &g->nodes[i];

@@ -50,6 +50,8 @@ const char *msv_impl_name(const_dnnl_primitive_desc_t pd);
 int msv_is_ref(const_dnnl_primitive_desc_t pd); /* a oneDNN reference (slow) implementation */
 /* Describes a 4-D (or plain) f32 activation md as a channel-blocked view; 0 if it is not one. */
 int msv_md_to_view(const_dnnl_memory_desc_t md, msv_view *v);
+/* The same for any data type (a bf16 md's view counts bf16 elements). */
+int msv_md_layout_view(const_dnnl_memory_desc_t md, msv_view *v);
 /* A short layout name for messages: nchw, nhwc, nChw16c, plain, other; " bf16" appended for bf16 data. */
 void msv_describe_md(char *buf, size_t cap, const_dnnl_memory_desc_t md);
 /* md with data type dt: a clone, or for another type the same 4-D layout (plain, nhwc, nChw<b>c); NULL if the
@@ -213,6 +215,10 @@ msv_status msv_pl_simple(msv_planner *pl, const msv_node *n, dnnl_status_t creat
  * negative src or out stands for an earlier error, which is returned. */
 msv_status msv_pl_unary_kernel(msv_planner *pl, const msv_node *n, msv_step_run run, const char *what, void *state,
                                int src, const msv_view *vx, int out, const msv_view *vy);
+/* Under bf16, for a C kernel that can write bf16: an NHWC bf16 arena entry for n's result (viewed as *vy), when
+ * plan.c marked that result (only bf16 convolutions read it), n has no post-ops and its input view vx is NHWC;
+ * else -1, with no error set unless one occurred (the kernel then writes fp32 as usual). */
+int msv_pl_bf16_output(msv_planner *pl, const msv_node *n, const msv_view *vx, msv_view *vy);
 /* A C-kernel op reading in[0] as a view and writing a result of the same layout family (msv_pl_unary_kernel). */
 msv_status msv_pl_view_kernel(msv_planner *pl, const msv_node *n, msv_step_run run, const char *what, void *state);
 /* Tensor t as a (outer, extent of `axis`, 1, inner) view of its row-major layout (reordered to it if needed). */

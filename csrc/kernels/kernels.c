@@ -142,6 +142,63 @@ void msv_kernel_layer_norm_channels(const msv_view *x, const msv_view *y, const 
     }
 }
 
+/* f32 -> bf16, rounded to nearest even (as oneDNN's reorders); a NaN stays a (quiet) NaN. */
+static inline uint16_t bf16_from_f32(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40u) : (uint16_t)rounded;
+}
+
+MSV_MULTIVERSION
+static void round_to_bf16(const float *v, uint16_t *q, int64_t n) {
+#pragma omp simd
+    for (int64_t c = 0; c < n; c++)
+        q[c] = bf16_from_f32(v[c]);
+}
+
+static void layer_norm_row_nhwc_bf16(const float *x, uint16_t *y, int64_t W, int64_t C, int64_t sx, int64_t sy,
+                                     const float *scale, const float *shift, float eps) {
+    float v[MSV_BF16_LAYER_NORM_MAX_C]; /* pixels normalised by the fp32 kernel, then rounded */
+    const int64_t per = MSV_BF16_LAYER_NORM_MAX_C / C;
+    for (int64_t w = 0; w < W; w += per) {
+        const int64_t k = W - w < per ? W - w : per;
+        layer_norm_row_nhwc(x + w * sx, v, k, C, sx, C, scale, shift, eps); /* k pixels, packed in v */
+        for (int64_t i = 0; i < k; i++)
+            round_to_bf16(v + i * C, y + (w + i) * sy, C);
+    }
+}
+
+void msv_kernel_layer_norm_nhwc_bf16(const msv_view *x, const msv_view *y, const float *scale, const float *shift,
+                                     float eps) {
+    const uint16_t *out = (const uint16_t *)(const void *)y->data;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < x->n; n++)
+        for (int64_t h = 0; h < x->h; h++)
+            layer_norm_row_nhwc_bf16(x->data + n * x->sn + h * x->sh, (uint16_t *)out + n * y->sn + h * y->sh, x->w,
+                                     x->c, x->sw, y->sw, scale, shift, eps);
+}
+
+MSV_MULTIVERSION
+static void simple_gate_row_nhwc_bf16(const float *x, uint16_t *y, int64_t W, int64_t half, int64_t sx, int64_t sy) {
+    for (int64_t w = 0; w < W; w++) {
+        const float *a = x + w * sx;
+        uint16_t *o = y + w * sy;
+#pragma omp simd
+        for (int64_t c = 0; c < half; c++)
+            o[c] = bf16_from_f32(a[c] * a[c + half]);
+    }
+}
+
+void msv_kernel_simple_gate_nhwc_bf16(const msv_view *x, const msv_view *y) {
+    const uint16_t *out = (const uint16_t *)(const void *)y->data;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t h = 0; h < y->h; h++)
+            simple_gate_row_nhwc_bf16(x->data + n * x->sn + h * x->sh, (uint16_t *)out + n * y->sn + h * y->sh, y->w,
+                                      y->c, x->sw, y->sw);
+}
+
 MSV_MULTIVERSION
 static void simple_gate_row_nhwc(const float *x, float *y, int64_t W, int64_t half, int64_t sx, int64_t sy) {
     for (int64_t w = 0; w < W; w++) {

@@ -38,6 +38,15 @@ void msv_kernel_layer_norm_channels(const msv_view *x, const msv_view *y, const 
                                     float eps);
 /* y[c] = x[c] * x[c + C/2]. */
 void msv_kernel_simple_gate(const msv_view *x, const msv_view *y);
+
+/* bf16 results (precision bf16: a result only bf16 convolutions read, which would round it to bf16 themselves):
+ * the same kernels on NHWC views, y's data holding bf16 values (uint16_t, rounded to nearest even). */
+#define MSV_BF16_LAYER_NORM_MAX_C 1024 /* channels the bf16-result layer norm takes */
+void msv_kernel_layer_norm_nhwc_bf16(const msv_view *x, const msv_view *y, const float *scale, const float *shift,
+                                     float eps);
+void msv_kernel_simple_gate_nhwc_bf16(const msv_view *x, const msv_view *y);
+/* Whether v is NHWC (channels contiguous), the layout the bf16-result kernels take. */
+static inline int msv_view_is_nhwc(const msv_view *v) { return v->block == 1 && v->scb == 1; }
 /* y = x placed at (top, left) inside a frame filled with value. */
 /* y[n0 + n, c0 + c, h0 + h, w0 + w] = x[n, c, h, w] over x's extent (concatenation; y's padding channels are
  * zeroed by the copy that reaches them). */

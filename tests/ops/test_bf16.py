@@ -146,3 +146,55 @@ def test_unknown_precision_is_refused():
     g.finalize()
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         _C.Session(g, precision="fp16")
+
+
+def layer_norm64(x, scale, shift, eps):
+    x = np.asarray(x, np.float64)
+    mean = x.mean(axis=1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * scale[None, :, None, None] + shift[None, :, None, None]
+
+
+def test_c_kernels_and_binary_ops_write_bf16_for_bf16_convolutions():
+    """layer_norm -> conv and simple_gate -> conv: each result only a bf16 convolution reads is written as bf16 by
+    its own kernel (no reorder), exactly as the convolution would round it: the reference rounds the fp32 result.
+    A binary op's result is reordered to bf16 (oneDNN has no fp32 -> bf16 binary kernel); a layer_norm that
+    something else also reads stays fp32."""
+    x = rand(1, 32, 13, 11)
+    scale, shift = rand(32, seed=2) * 0.5 + 1, rand(32, seed=3) * 0.1
+    w1 = weight(64, 32, 1, 1, fan_in=32, seed=4)
+    w2 = weight(16, 32, 3, 3, fan_in=288, seed=5)
+    w3 = weight(16, 32, 1, 1, fan_in=32, seed=6)
+    channel = rand(1, 32, 1, 1, seed=7)
+    g = _C.Graph()
+    i = g.input(channels=32)
+    ln = g.layer_norm(i, scale=g.const(scale), shift=g.const(shift), eps=1e-6)
+    gate = g.simple_gate(g.conv2d(ln, g.const(w1)))  # conv1's result feeds the gate (a C kernel): fp32
+    y2 = g.conv2d(gate, g.const(w2), padding=1, stride=2)
+    y3 = g.conv2d(g.binary(i, g.const(channel), op="mul"), g.const(w3))
+    ln_shared = g.layer_norm(i, scale=g.const(scale), shift=g.const(shift), eps=1e-6)
+    y4 = g.binary(g.conv2d(ln_shared, g.const(w3)), g.conv2d(ln_shared, g.const(w3)), op="add")
+    for t in (y2, y3, y4, ln_shared):
+        g.output(t)
+    g.finalize()
+    s = _C.Session(g, threads=2, precision="bf16", layout="nhwc")  # NHWC in: the C kernels' bf16 layout
+    outs = s.run([np.ascontiguousarray(x.transpose(0, 2, 3, 1))])
+    out2, out3, out4, out_ln = (o.transpose(0, 3, 1, 2) for o in outs)
+    r_ln = layer_norm64(x, scale, shift, 1e-6)
+    r1 = conv64(bf16(r_ln), bf16(w1))
+    r_gate = r1[:, :32] * r1[:, 32:]
+    assert_close(
+        out2, conv64(bf16(r_gate), bf16(w2), stride=2, padding=1), "layer_norm -> conv -> gate -> conv"
+    )
+    assert_close(out3, conv64(bf16(x * channel), bf16(w3)), "x * channel -> conv")
+    c = conv64(bf16(r_ln), bf16(w3))
+    assert_close(
+        out4, c + bf16(c), "shared layer_norm -> two convs"
+    )  # the fused add's operand is stored bf16
+    assert_close(out_ln, r_ln, "shared layer_norm (an output)", rtol=1e-5)
+    steps = s.steps()
+    assert sum("(bf16 result)" in st for st in steps) == 2, steps  # the first layer_norm and the gate
+    # reorders to bf16: only of the binary op's result and of the shared layer_norm's (read once for both convs)
+    assert [st for st in steps if st.startswith("reorder")] == ["reorder jit:uni [nhwc -> nhwc bf16]"] * 2, (
+        steps
+    )

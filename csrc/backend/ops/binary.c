@@ -45,6 +45,7 @@ msv_status msv_plan_binary(msv_planner *pl, const msv_node *n) {
     } else {
         s = dnnl_binary_primitive_desc_create(&pd, pl->engine, msv_binary_alg(n->p.binary.op), pl->p->entries[a].md,
                                               pl->p->entries[b].md, dany, attr);
+
         if (s == dnnl_success && (msv_is_ref(pd) || pl->env->fallback_kernels) && ys.ndims == 4) {
             dnnl_primitive_desc_destroy(pd);
             pd = NULL;
@@ -70,6 +71,19 @@ static msv_status run_simple_gate(const msv_step *s, msv_exec *x) {
     return MSV_OK;
 }
 
+static msv_status run_simple_gate_bf16(const msv_step *s, msv_exec *x) {
+    const msv_view a = msv_exec_view(x, s, 0), y = msv_exec_view(x, s, 1);
+    msv_kernel_simple_gate_nhwc_bf16(&a, &y);
+    return MSV_OK;
+}
+
 msv_status msv_plan_simple_gate(msv_planner *pl, const msv_node *n) {
+    if (pl->env->bf16 && pl->bf16_result[n->out]) { /* NHWC in, bf16 out */
+        msv_view vx, vy;
+        const int src = msv_pl_view(pl, n->in[0], &vx);
+        const int out = src >= 0 ? msv_pl_bf16_output(pl, n, &vx, &vy) : -1;
+        if (out >= 0) return msv_pl_unary_kernel(pl, n, run_simple_gate_bf16, "bf16 result", NULL, src, &vx, out, &vy);
+        if (pl->err->status != MSV_OK) return pl->err->status;
+    }
     return msv_pl_view_kernel(pl, n, run_simple_gate, "", NULL);
 }

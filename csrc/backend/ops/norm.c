@@ -24,11 +24,28 @@ static msv_status plan_axis_kernel(msv_planner *pl, const msv_node *n, int axis,
     return msv_pl_unary_kernel(pl, n, run, what, state, src, &vx, out, &vy);
 }
 
+static msv_status run_layer_norm_bf16(const msv_step *s, msv_exec *x) {
+    const msv_view a = msv_exec_view(x, s, 0), y = msv_exec_view(x, s, 1);
+    const float *const *affine = s->state;
+    msv_kernel_layer_norm_nhwc_bf16(&a, &y, affine[0], affine[1], s->node->p.norm.eps);
+    return MSV_OK;
+}
+
 msv_status msv_plan_layer_norm(msv_planner *pl, const msv_node *n) {
     const float **affine = malloc(2 * sizeof(float *));
     if (!affine) return msv_set_error(pl->err, MSV_ERR_OUT_OF_MEMORY, "out of memory planning");
     affine[0] = const_data(pl, n->in[1]);
     affine[1] = const_data(pl, n->in[2]);
+    if (pl->env->bf16 && pl->bf16_result[n->out] && n->p.norm.axis == 1) { /* NHWC in, bf16 out */
+        msv_view vx, vy;
+        const int src = msv_pl_view(pl, n->in[0], &vx);
+        const int out = src >= 0 ? msv_pl_bf16_output(pl, n, &vx, &vy) : -1;
+        if (out >= 0) return msv_pl_unary_kernel(pl, n, run_layer_norm_bf16, "bf16 result", affine, src, &vx, out, &vy);
+        if (pl->err->status != MSV_OK) {
+            free(affine);
+            return pl->err->status;
+        }
+    }
     return plan_axis_kernel(pl, n, n->p.norm.axis, run_layer_norm, "", affine);
 }
 
