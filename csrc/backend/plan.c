@@ -518,12 +518,14 @@ dnnl_format_tag_t msv_pl_preferred_tag(const msv_planner *pl, int64_t channels) 
 
 /* ------------------------------------------------------------------ the plan */
 
-/* Under bf16, whether node n's planner can write its result as bf16: a bf16 convolution, and the layer_norm and
- * simple_gate C kernels (NHWC, no post-ops; msv_pl_bf16_output). oneDNN 3.2's binary primitive has no fp32 -> bf16
- * kernel, so a binary op's result a bf16 convolution reads is reordered to bf16 there. */
+/* Under bf16, whether node n's planner can write its result as bf16: a bf16 convolution, the layer_norm and
+ * simple_gate C kernels (NHWC, no post-ops; msv_pl_bf16_output) and a per-channel multiply (binary.c; oneDNN 3.2's
+ * binary primitive has no fp32 -> bf16 kernel). The planner decides: where its kernel does not apply (another
+ * layout), it writes fp32, which every reader of a marked result also takes. */
 static int may_write_bf16(const msv_planner *pl, const msv_node *n) {
     switch (n->kind) {
     case MSV_OP_CONV2D: return msv_conv_runs_bf16(pl, n);
+    case MSV_OP_BINARY: return n->p.binary.op == MSV_BIN_MUL && n->n_post == 0 && pl->shapes[n->out].ndims == 4;
     case MSV_OP_LAYER_NORM:
         return n->n_post == 0 && pl->shapes[n->in[0]].ndims == 4 && n->p.norm.axis == 1 &&
                pl->shapes[n->in[0]].dims[1] <= MSV_BF16_LAYER_NORM_MAX_C;
@@ -532,9 +534,10 @@ static int may_write_bf16(const msv_planner *pl, const msv_node *n) {
     }
 }
 
-/* Under bf16, the results every consumer of which is a bf16 convolution (as its input or a post-op operand) and
- * whose producer can write bf16: those are stored as bf16, which those convolutions would round them to anyway
- * (so accuracy is unchanged), halving the traffic. Graph outputs stay fp32. */
+/* Under bf16, the results every consumer of which reads bf16 (a bf16 convolution as its input or a post-op
+ * operand; a simple_gate) and whose producer can write bf16: those are stored as bf16, halving the traffic. A
+ * convolution rounds its input to bf16 anyway; a fused residual operand, and a gate's input, are rounded only
+ * because they are stored so. Graph outputs stay fp32. */
 static void mark_bf16_results(msv_planner *pl, unsigned char *bf16) {
     const msv_graph *g = pl->g;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -544,11 +547,12 @@ static void mark_bf16_results(msv_planner *pl, unsigned char *bf16) {
     for (int i = 0; i < g->n_nodes; i++) {
         const msv_node *n = &g->nodes[i];
         if (n->fused_away) continue;
-        const int reads_bf16 = n->kind == MSV_OP_CONV2D && msv_conv_runs_bf16(pl, n);
+        const int conv = n->kind == MSV_OP_CONV2D && msv_conv_runs_bf16(pl, n);
+        const int reads_bf16 = conv || n->kind == MSV_OP_SIMPLE_GATE; /* in[0] */
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0 && !(reads_bf16 && k == 0)) bf16[n->in[k]] = 0;
         for (int k = 0; k < n->n_post; k++)
-            if (n->post[k].kind != MSV_POST_ELTWISE && !reads_bf16) bf16[n->post[k].tensor] = 0;
+            if (n->post[k].kind != MSV_POST_ELTWISE && !conv) bf16[n->post[k].tensor] = 0;
     }
     for (int i = 0; i < g->n_outputs; i++)
         bf16[g->outputs[i]] = 0;

@@ -179,24 +179,66 @@ void msv_kernel_layer_norm_nhwc_bf16(const msv_view *x, const msv_view *y, const
                                      x->c, x->sw, y->sw, scale, shift, eps);
 }
 
+static inline float f32_from_bf16(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* One NHWC row of the gate per combination of input and result types (fp32 -> fp32: simple_gate_row_nhwc). */
+#define SIMPLE_GATE_ROW(name, IN, OUT, LOAD, STORE)                                                              \
+    MSV_MULTIVERSION                                                                                             \
+    static void name(const IN *x, OUT *y, int64_t W, int64_t half, int64_t sx, int64_t sy) {                     \
+        for (int64_t w = 0; w < W; w++) {                                                                        \
+            const IN *a = x + w * sx;                                                                            \
+            OUT *o = y + w * sy;                                                                                 \
+            _Pragma("omp simd") for (int64_t c = 0; c < half; c++) o[c] = STORE(LOAD(a[c]) * LOAD(a[c + half])); \
+        }                                                                                                        \
+    }
+#define AS_IS(v) (v)
+SIMPLE_GATE_ROW(simple_gate_row_f32_bf16, float, uint16_t, AS_IS, bf16_from_f32)
+SIMPLE_GATE_ROW(simple_gate_row_bf16_f32, uint16_t, float, f32_from_bf16, AS_IS)
+SIMPLE_GATE_ROW(simple_gate_row_bf16_bf16, uint16_t, uint16_t, f32_from_bf16, bf16_from_f32)
+
+static void simple_gate_row_nhwc(const float *x, float *y, int64_t W, int64_t half, int64_t sx, int64_t sy);
+
+void msv_kernel_simple_gate_nhwc(const msv_view *x, int x_bf16, const msv_view *y, int y_bf16) {
+    const void *in = x->data, *out = y->data;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t h = 0; h < y->h; h++) {
+            const int64_t xo = n * x->sn + h * x->sh, yo = n * y->sn + h * y->sh;
+            if (x_bf16 && y_bf16)
+                simple_gate_row_bf16_bf16((const uint16_t *)in + xo, (uint16_t *)out + yo, y->w, y->c, x->sw, y->sw);
+            else if (x_bf16)
+                simple_gate_row_bf16_f32((const uint16_t *)in + xo, (float *)out + yo, y->w, y->c, x->sw, y->sw);
+            else if (y_bf16)
+                simple_gate_row_f32_bf16((const float *)in + xo, (uint16_t *)out + yo, y->w, y->c, x->sw, y->sw);
+            else
+                simple_gate_row_nhwc((const float *)in + xo, (float *)out + yo, y->w, y->c, x->sw, y->sw);
+        }
+}
+
 MSV_MULTIVERSION
-static void simple_gate_row_nhwc_bf16(const float *x, uint16_t *y, int64_t W, int64_t half, int64_t sx, int64_t sy) {
+static void channel_mul_row_bf16(const float *a, const float *b, uint16_t *y, int64_t W, int64_t C, int64_t sa,
+                                 int64_t sy) {
     for (int64_t w = 0; w < W; w++) {
-        const float *a = x + w * sx;
-        uint16_t *o = y + w * sy;
+        const float *p = a + w * sa;
+        uint16_t *q = y + w * sy;
 #pragma omp simd
-        for (int64_t c = 0; c < half; c++)
-            o[c] = bf16_from_f32(a[c] * a[c + half]);
+        for (int64_t c = 0; c < C; c++)
+            q[c] = bf16_from_f32(p[c] * b[c]);
     }
 }
 
-void msv_kernel_simple_gate_nhwc_bf16(const msv_view *x, const msv_view *y) {
-    const uint16_t *out = (const uint16_t *)(const void *)y->data;
+void msv_kernel_channel_mul_nhwc_bf16(const msv_view *a, const msv_view *b, const msv_view *y) {
+    const void *out = y->data;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
-        for (int64_t h = 0; h < y->h; h++)
-            simple_gate_row_nhwc_bf16(x->data + n * x->sn + h * x->sh, (uint16_t *)out + n * y->sn + h * y->sh, y->w,
-                                      y->c, x->sw, y->sw);
+        for (int64_t h = 0; h < y->h; h++) /* b is (N, C, 1, 1): its channels are contiguous in any plain layout */
+            channel_mul_row_bf16(a->data + n * a->sn + h * a->sh, b->data + n * b->sn,
+                                 (uint16_t *)out + n * y->sn + h * y->sh, y->w, y->c, a->sw, y->sw);
 }
 
 MSV_MULTIVERSION

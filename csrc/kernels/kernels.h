@@ -39,12 +39,15 @@ void msv_kernel_layer_norm_channels(const msv_view *x, const msv_view *y, const 
 /* y[c] = x[c] * x[c + C/2]. */
 void msv_kernel_simple_gate(const msv_view *x, const msv_view *y);
 
-/* bf16 results (precision bf16: a result only bf16 convolutions read, which would round it to bf16 themselves):
- * the same kernels on NHWC views, y's data holding bf16 values (uint16_t, rounded to nearest even). */
+/* bf16 data (precision bf16): a bf16 convolution's result read directly, and results only bf16 convolutions read
+ * (which would round them to bf16 themselves) written as bf16. NHWC views whose data holds bf16 values (uint16_t;
+ * written rounded to nearest even) where the flag or name says so, fp32 otherwise. */
 #define MSV_BF16_LAYER_NORM_MAX_C 1024 /* channels the bf16-result layer norm takes */
 void msv_kernel_layer_norm_nhwc_bf16(const msv_view *x, const msv_view *y, const float *scale, const float *shift,
-                                     float eps);
-void msv_kernel_simple_gate_nhwc_bf16(const msv_view *x, const msv_view *y);
+                                     float eps); /* y bf16 */
+void msv_kernel_simple_gate_nhwc(const msv_view *x, int x_bf16, const msv_view *y, int y_bf16);
+/* y = a * b, b one value per (sample, channel) (an (N, C, 1, 1) view); a fp32, y bf16. */
+void msv_kernel_channel_mul_nhwc_bf16(const msv_view *a, const msv_view *b, const msv_view *y);
 /* Whether v is NHWC (channels contiguous), the layout the bf16-result kernels take. */
 static inline int msv_view_is_nhwc(const msv_view *v) { return v->block == 1 && v->scb == 1; }
 /* y = x placed at (top, left) inside a frame filled with value. */

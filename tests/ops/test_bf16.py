@@ -156,10 +156,10 @@ def layer_norm64(x, scale, shift, eps):
 
 
 def test_c_kernels_and_binary_ops_write_bf16_for_bf16_convolutions():
-    """layer_norm -> conv and simple_gate -> conv: each result only a bf16 convolution reads is written as bf16 by
-    its own kernel (no reorder), exactly as the convolution would round it: the reference rounds the fp32 result.
-    A binary op's result is reordered to bf16 (oneDNN has no fp32 -> bf16 binary kernel); a layer_norm that
-    something else also reads stays fp32."""
+    """layer_norm -> conv, simple_gate -> conv and (x * per-channel scale) -> conv: each result only a bf16
+    convolution reads is written as bf16 by its own kernel (no reorder), exactly as the convolution would round it:
+    the reference rounds the fp32 result. The gate reads its input convolution's bf16 result. A layer_norm that
+    something else also reads stays fp32 (reordered once for its two convolutions)."""
     x = rand(1, 32, 13, 11)
     scale, shift = rand(32, seed=2) * 0.5 + 1, rand(32, seed=3) * 0.1
     w1 = weight(64, 32, 1, 1, fan_in=32, seed=4)
@@ -169,7 +169,7 @@ def test_c_kernels_and_binary_ops_write_bf16_for_bf16_convolutions():
     g = _C.Graph()
     i = g.input(channels=32)
     ln = g.layer_norm(i, scale=g.const(scale), shift=g.const(shift), eps=1e-6)
-    gate = g.simple_gate(g.conv2d(ln, g.const(w1)))  # conv1's result feeds the gate (a C kernel): fp32
+    gate = g.simple_gate(g.conv2d(ln, g.const(w1)))  # conv1's result feeds only the gate, which reads bf16
     y2 = g.conv2d(gate, g.const(w2), padding=1, stride=2)
     y3 = g.conv2d(g.binary(i, g.const(channel), op="mul"), g.const(w3))
     ln_shared = g.layer_norm(i, scale=g.const(scale), shift=g.const(shift), eps=1e-6)
@@ -181,20 +181,23 @@ def test_c_kernels_and_binary_ops_write_bf16_for_bf16_convolutions():
     outs = s.run([np.ascontiguousarray(x.transpose(0, 2, 3, 1))])
     out2, out3, out4, out_ln = (o.transpose(0, 3, 1, 2) for o in outs)
     r_ln = layer_norm64(x, scale, shift, 1e-6)
-    r1 = conv64(bf16(r_ln), bf16(w1))
+    r1 = bf16(conv64(bf16(r_ln), bf16(w1)))  # stored as bf16 for the gate
     r_gate = r1[:, :32] * r1[:, 32:]
     assert_close(
         out2, conv64(bf16(r_gate), bf16(w2), stride=2, padding=1), "layer_norm -> conv -> gate -> conv"
     )
-    assert_close(out3, conv64(bf16(x * channel), bf16(w3)), "x * channel -> conv")
+    assert_close(out3, conv64(bf16(x * channel), bf16(w3)), "x * channel -> conv")  # the multiply writes bf16
     c = conv64(bf16(r_ln), bf16(w3))
     assert_close(
         out4, c + bf16(c), "shared layer_norm -> two convs"
     )  # the fused add's operand is stored bf16
     assert_close(out_ln, r_ln, "shared layer_norm (an output)", rtol=1e-5)
     steps = s.steps()
-    assert sum("(bf16 result)" in st for st in steps) == 2, steps  # the first layer_norm and the gate
-    # reorders to bf16: only of the binary op's result and of the shared layer_norm's (read once for both convs)
-    assert [st for st in steps if st.startswith("reorder")] == ["reorder jit:uni [nhwc -> nhwc bf16]"] * 2, (
-        steps
-    )
+    assert [st for st in steps if st.startswith("layer_norm")] == [
+        "layer_norm: C kernel (bf16 result)",
+        "layer_norm: C kernel",
+    ], steps
+    assert "simple_gate: C kernel (bf16)" in steps, steps
+    assert "binary: C kernel (channel multiply, bf16 result)" in steps, steps
+    # the one reorder to bf16: the shared layer_norm's result, once for both its convolutions
+    assert [st for st in steps if st.startswith("reorder")] == ["reorder jit:uni [nhwc -> nhwc bf16]"], steps
