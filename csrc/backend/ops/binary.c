@@ -86,7 +86,6 @@ msv_status msv_plan_binary(msv_planner *pl, const msv_node *n) {
     } else {
         s = dnnl_binary_primitive_desc_create(&pd, pl->engine, msv_binary_alg(n->p.binary.op), pl->p->entries[a].md,
                                               pl->p->entries[b].md, dany, attr);
-
         if (s == dnnl_success && (msv_is_ref(pd) || pl->env->fallback_kernels) && ys.ndims == 4) {
             dnnl_primitive_desc_destroy(pd);
             pd = NULL;
@@ -124,13 +123,14 @@ static msv_status run_simple_gate_nhwc(const msv_step *s, msv_exec *x) {
 }
 
 /* Under bf16: an NHWC input (a bf16 convolution's bf16 result read as is) and a bf16 result where plan.c marked
- * it, else an NHWC fp32 one. 0 (nothing planned) when the input is not NHWC. */
+ * it, else an NHWC fp32 one. *planned stays 0 when neither side is bf16 or the input is not NHWC. */
 static msv_status plan_simple_gate_nhwc(msv_planner *pl, const msv_node *n, int *planned) {
     *planned = 0;
     int src = msv_pl_entry(pl, n->in[0]);
     if (src < 0) return pl->err->status;
     msv_view vx, vy;
     const int x_bf16 = msv_md_data_type(pl->p->entries[src].md) == dnnl_bf16;
+    if (!x_bf16 && !pl->bf16_result[n->out]) return MSV_OK; /* fp32 in and out: the usual kernel */
     if (!(x_bf16 ? msv_md_layout_view(pl->p->entries[src].md, &vx) : msv_md_to_view(pl->p->entries[src].md, &vx)) ||
         !msv_view_is_nhwc(&vx))
         return MSV_OK;
