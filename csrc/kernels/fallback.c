@@ -184,8 +184,6 @@ void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float
 typedef float f16v __attribute__((vector_size(64)));
 typedef float f16v_unaligned __attribute__((vector_size(64), aligned(4), may_alias));
 
-#define FEW_PIXELS 4 /* output pixels of a row computed together: 4 pixels x 4 outputs = 16 accumulators */
-
 /* One output pixel (the row's last few, or any): 16-lane partial sums over every tap and channel in one register
  * per output, one horizontal sum at the end. */
 static inline __attribute__((always_inline)) void few_outputs_pixel(const msv_view *x, float *py, const float *taps,
@@ -215,63 +213,105 @@ static inline __attribute__((always_inline)) void few_outputs_pixel(const msv_vi
     }
 }
 
-/* FEW_PIXELS neighbouring output pixels, all outputs at once: each weight vector loaded once serves four pixels
- * and each input vector four outputs (missing outputs and taps outside the image read a zero row). */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define FEW_OUTPUTS_AVX512 1
-/* FEW_PIXELS neighbouring output pixels, all outputs at once (AVX-512, the channels in 16-lane steps): each weight
- * vector loaded once serves four pixels and each input vector four outputs, 16 accumulators in registers (missing
- * outputs and taps outside the image read a zero row). Channels past the last multiple of 16 are summed apart. */
-__attribute__((target("avx512f,fma"))) static void
-few_outputs_block_avx512(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
-                         const msv_window *win, const float *zeros, int64_t n, int64_t oh, int64_t ow0, int64_t O) {
-    const int64_t kh = win->kh, kw = win->kw, C = x->c, C16 = C / 16 * 16;
-    __m512 a[FEW_PIXELS][MSV_FEW_OUTPUTS];
-    float rest[FEW_PIXELS][MSV_FEW_OUTPUTS] = {{0}};
-    for (int p = 0; p < FEW_PIXELS; p++)
-        for (int o = 0; o < MSV_FEW_OUTPUTS; o++)
-            a[p][o] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < kh; i++) {
-        const int64_t ih = oh * win->sh - win->pad_t + i * win->dh;
-        if (ih < 0 || ih >= x->h) continue;
-        const float *row = x->data + n * x->sn + ih * x->sh;
-        const int64_t first = ow0 * win->sw - win->pad_l, last = (ow0 + FEW_PIXELS - 1) * win->sw - win->pad_l + kw - 1;
-        /* a tap row inside the image, of dense pixels: its kw taps are kw * C contiguous floats, in the input
-         * as in the weights, summed as one span */
-        const int whole_row = win->dw == 1 && x->sw == C && first >= 0 && last < x->w && (kw * C) % 16 == 0;
-        for (int64_t j = 0; j < (whole_row ? 1 : kw); j++) {
-            const float *px[FEW_PIXELS], *k[MSV_FEW_OUTPUTS];
-            for (int p = 0; p < FEW_PIXELS; p++) {
-                const int64_t iw = (ow0 + p) * win->sw - win->pad_l + j * win->dw;
-                px[p] = iw < 0 || iw >= x->w ? zeros : row + iw * x->sw;
-            }
-            for (int o = 0; o < MSV_FEW_OUTPUTS; o++)
-                k[o] = o < O ? taps + ((o * kh + i) * kw + j) * C : zeros;
-            const int64_t span = whole_row ? kw * C : C16;
-            for (int64_t c = 0; c < span; c += 16) {
-                const __m512 w0 = _mm512_loadu_ps(k[0] + c), w1 = _mm512_loadu_ps(k[1] + c);
-                const __m512 w2 = _mm512_loadu_ps(k[2] + c), w3 = _mm512_loadu_ps(k[3] + c);
-                for (int p = 0; p < FEW_PIXELS; p++) {
-                    const __m512 v = _mm512_loadu_ps(px[p] + c);
-                    a[p][0] = _mm512_fmadd_ps(v, w0, a[p][0]);
-                    a[p][1] = _mm512_fmadd_ps(v, w1, a[p][1]);
-                    a[p][2] = _mm512_fmadd_ps(v, w2, a[p][2]);
-                    a[p][3] = _mm512_fmadd_ps(v, w3, a[p][3]);
-                }
-            }
-            for (int64_t c = whole_row ? span : C16; c < (whole_row ? span : C); c++)
-                for (int p = 0; p < FEW_PIXELS; p++)
-                    for (int o = 0; o < MSV_FEW_OUTPUTS; o++)
-                        rest[p][o] += px[p][c] * k[o][c];
-        }
+#define FEW_OUTPUTS_SIMD 1
+#define FEW_MAX_PIXELS 8
+
+/* A block: P neighbouring output pixels of a row, all O outputs at once (O and P compile-time constants, so the
+ * P x O accumulators stay in registers): each input vector loaded once serves O outputs and each weight vector P
+ * pixels. A tap row inside the image of dense pixels is kw * C contiguous floats in the input as in the weights,
+ * summed as one span; otherwise tap by tap (taps outside the image read the zero row), channels past the last
+ * whole vector summed apart. One definition per ISA: V the vector type of LANES floats. */
+#define DEFINE_FEW_OUTPUTS_BLOCK(NAME, TARGET, V, LANES, LOAD, FMADD, ZERO, HSUM)                                   \
+    __attribute__((target(TARGET))) static inline __attribute__((always_inline)) void NAME(                         \
+        const msv_view *x, const msv_view *y, const float *taps, const float *bias, const msv_window *win,          \
+        const float *zeros, int64_t n, int64_t oh, int64_t ow0, const int O, const int P) {                         \
+        const int64_t kh = win->kh, kw = win->kw, C = x->c, CV = C / LANES * LANES;                                 \
+        V a[FEW_MAX_PIXELS][MSV_FEW_OUTPUTS];                                                                       \
+        float rest[FEW_MAX_PIXELS][MSV_FEW_OUTPUTS] = {{0}};                                                        \
+        for (int p = 0; p < P; p++)                                                                                 \
+            for (int o = 0; o < O; o++)                                                                             \
+                a[p][o] = ZERO();                                                                                   \
+        for (int64_t i = 0; i < kh; i++) {                                                                          \
+            const int64_t ih = oh * win->sh - win->pad_t + i * win->dh;                                             \
+            if (ih < 0 || ih >= x->h) continue;                                                                     \
+            const float *row = x->data + n * x->sn + ih * x->sh;                                                    \
+            const int64_t first = ow0 * win->sw - win->pad_l, last = (ow0 + P - 1) * win->sw - win->pad_l + kw - 1; \
+            const int whole_row = win->dw == 1 && x->sw == C && first >= 0 && last < x->w && (kw * C) % LANES == 0; \
+            for (int64_t j = 0; j < (whole_row ? 1 : kw); j++) {                                                    \
+                const float *px[FEW_MAX_PIXELS], *k[MSV_FEW_OUTPUTS];                                               \
+                for (int p = 0; p < P; p++) {                                                                       \
+                    const int64_t iw = (ow0 + p) * win->sw - win->pad_l + j * win->dw;                              \
+                    px[p] = iw < 0 || iw >= x->w ? zeros : row + iw * x->sw;                                        \
+                }                                                                                                   \
+                for (int o = 0; o < O; o++)                                                                         \
+                    k[o] = taps + ((o * kh + i) * kw + j) * C;                                                      \
+                const int64_t span = whole_row ? kw * C : CV;                                                       \
+                for (int64_t c = 0; c < span; c += LANES)                                                           \
+                    for (int p = 0; p < P; p++) {                                                                   \
+                        const V v = LOAD(px[p] + c);                                                                \
+                        for (int o = 0; o < O; o++)                                                                 \
+                            a[p][o] = FMADD(v, LOAD(k[o] + c), a[p][o]);                                            \
+                    }                                                                                               \
+                for (int64_t c = span; c < (whole_row ? span : C); c++)                                             \
+                    for (int p = 0; p < P; p++)                                                                     \
+                        for (int o = 0; o < O; o++)                                                                 \
+                            rest[p][o] += px[p][c] * k[o][c];                                                       \
+            }                                                                                                       \
+        }                                                                                                           \
+        for (int p = 0; p < P; p++) {                                                                               \
+            float *py = y->data + n * y->sn + oh * y->sh + (ow0 + p) * y->sw;                                       \
+            for (int o = 0; o < O; o++)                                                                             \
+                py[o] = (bias ? bias[o] : 0.f) + rest[p][o] + HSUM(a[p][o]);                                        \
+        }                                                                                                           \
     }
-    for (int p = 0; p < FEW_PIXELS; p++) {
-        float *py = y->data + n * y->sn + oh * y->sh + (ow0 + p) * y->sw;
-        for (int64_t o = 0; o < O; o++)
-            py[o] = (bias ? bias[o] : 0.f) + rest[p][o] + _mm512_reduce_add_ps(a[p][o]);
-    }
+
+__attribute__((target("avx2"))) static inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
 }
+
+DEFINE_FEW_OUTPUTS_BLOCK(few_outputs_block_avx512, "avx512f,fma", __m512, 16, _mm512_loadu_ps, _mm512_fmadd_ps,
+                         _mm512_setzero_ps, _mm512_reduce_add_ps)
+DEFINE_FEW_OUTPUTS_BLOCK(few_outputs_block_avx2, "avx2,fma", __m256, 8, _mm256_loadu_ps, _mm256_fmadd_ps,
+                         _mm256_setzero_ps, hsum_avx2)
+
+/* Pixels per block for O outputs: as many accumulators as leave room for the operands (32 vector registers with
+ * AVX-512, 16 with AVX2). */
+#define AVX512_PIXELS(O) ((O) <= 2 ? 8 : 16 / (O))
+#define AVX2_PIXELS(O) ((O) == 1 ? 8 : 12 / (O))
+
+/* The row's whole blocks; returns the first output column left to the one-pixel path. */
+#define FEW_OUTPUTS_ROW(NAME, BLOCK, PIXELS, TARGET)                                                                  \
+    __attribute__((target(TARGET))) static int64_t NAME(const msv_view *x, const msv_view *y, const float *taps,      \
+                                                        const float *bias, const msv_window *win, const float *zeros, \
+                                                        int64_t n, int64_t oh) {                                      \
+        int64_t ow = 0;                                                                                               \
+        switch (y->c) {                                                                                               \
+        case 1:                                                                                                       \
+            for (; ow + PIXELS(1) <= y->w; ow += PIXELS(1))                                                           \
+                BLOCK(x, y, taps, bias, win, zeros, n, oh, ow, 1, PIXELS(1));                                         \
+            break;                                                                                                    \
+        case 2:                                                                                                       \
+            for (; ow + PIXELS(2) <= y->w; ow += PIXELS(2))                                                           \
+                BLOCK(x, y, taps, bias, win, zeros, n, oh, ow, 2, PIXELS(2));                                         \
+            break;                                                                                                    \
+        case 3:                                                                                                       \
+            for (; ow + PIXELS(3) <= y->w; ow += PIXELS(3))                                                           \
+                BLOCK(x, y, taps, bias, win, zeros, n, oh, ow, 3, PIXELS(3));                                         \
+            break;                                                                                                    \
+        case 4:                                                                                                       \
+            for (; ow + PIXELS(4) <= y->w; ow += PIXELS(4))                                                           \
+                BLOCK(x, y, taps, bias, win, zeros, n, oh, ow, 4, PIXELS(4));                                         \
+            break;                                                                                                    \
+        }                                                                                                             \
+        return ow;                                                                                                    \
+    }
+
+FEW_OUTPUTS_ROW(few_outputs_row_avx512, few_outputs_block_avx512, AVX512_PIXELS, "avx512f,fma")
+FEW_OUTPUTS_ROW(few_outputs_row_avx2, few_outputs_block_avx2, AVX2_PIXELS, "avx2,fma")
 #endif
 
 MSV_MULTIVERSION
@@ -283,20 +323,24 @@ static void few_outputs_pixels(const msv_view *x, const msv_view *y, const float
 
 void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
                                  const msv_window *win, const float *zeros) {
-    int64_t blocks = 0;
-#ifdef FEW_OUTPUTS_AVX512
-    if (__builtin_cpu_supports("avx512f") && y->c <= MSV_FEW_OUTPUTS) blocks = y->w / FEW_PIXELS;
+    int isa = 0; /* 2: AVX-512 blocks, 1: AVX2 blocks, 0: one pixel at a time */
+#ifdef FEW_OUTPUTS_SIMD
+    if (y->c <= MSV_FEW_OUTPUTS)
+        isa = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
     (void)zeros;
 #endif
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t oh = 0; oh < y->h; oh++) {
-#ifdef FEW_OUTPUTS_AVX512
-            for (int64_t b = 0; b < blocks; b++)
-                few_outputs_block_avx512(x, y, taps, bias, win, zeros, n, oh, b * FEW_PIXELS, y->c);
+            int64_t ow = 0;
+#ifdef FEW_OUTPUTS_SIMD
+            if (isa == 2)
+                ow = few_outputs_row_avx512(x, y, taps, bias, win, zeros, n, oh);
+            else if (isa == 1)
+                ow = few_outputs_row_avx2(x, y, taps, bias, win, zeros, n, oh);
 #endif
-            few_outputs_pixels(x, y, taps, bias, win, n, oh, blocks * FEW_PIXELS);
+            few_outputs_pixels(x, y, taps, bias, win, n, oh, ow);
         }
 }
 

@@ -94,8 +94,8 @@ void msv_kernel_softmax_channels(const msv_view *x, const msv_view *y);
 void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float *w, const float *bias,
                                const msv_window *win);
 /* Convolution with at most MSV_FEW_OUTPUTS output channels (groups 1) on an NHWC x (channel stride 1): taps is
- * (O, kh, kw, C), bias (O) or NULL; zeros holds kw * C zeros (read for taps outside the image and missing
- * outputs). */
+ * (O, kh, kw, C), bias (O) or NULL; zeros holds kw * C zeros (read for taps outside the image). Blocks of
+ * pixels with AVX-512 or AVX2 + FMA where the CPU has them, else one pixel at a time. */
 #define MSV_FEW_OUTPUTS 4
 void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
                                  const msv_window *win, const float *zeros);
