@@ -74,8 +74,122 @@ static inline void walk_next(channel_walk *k) {
 
 static inline int64_t channel_offset(const msv_view *v, int64_t c) { return (c / v->block) * v->scb + c % v->block; }
 
+/* The dense path: x, y and every operand keep a pixel's channels contiguous (stride 1, no block padding) or, for
+ * an operand, broadcast them. A row is taken in chunks of pixels: copied into a buffer, each op applied to the
+ * whole chunk in one loop (its switch outside the loop, so the loop vectorises), the buffer stored. */
+#define POST_CHUNK_FLOATS 4096
+
+static int channels_dense(const msv_view *v, int64_t C) { /* v has C channels, or broadcasts one (c == 1) */
+    return v->block == 1 && (v->c == 1 ? v->c_padded == 1 : v->c == C && v->scb == 1 && v->c_padded == C);
+}
+
+static int post_ops_dense(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n_ops) {
+    const int64_t C = y->c;
+    if (C > POST_CHUNK_FLOATS || x->c != C || !channels_dense(x, C) || !channels_dense(y, C)) return 0;
+    for (int k = 0; k < n_ops; k++)
+        if (ops[k].kind != MSV_KPOST_ELTWISE && !channels_dense(&ops[k].operand, C)) return 0;
+    return 1;
+}
+
+MSV_MULTIVERSION
+static void eltwise_span(msv_act act, float alpha, float beta, float *v, int64_t len) {
+    switch (act) {
+    case MSV_ACT_RELU:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = v[i] > 0 ? v[i] : 0.f * v[i];
+        break;
+    case MSV_ACT_LEAKY_RELU:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = v[i] > 0 ? v[i] : alpha * v[i];
+        break;
+    case MSV_ACT_LINEAR:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = alpha * v[i] + beta;
+        break;
+    case MSV_ACT_CLIP:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = v[i] < alpha ? alpha : (v[i] > beta ? beta : v[i]);
+        break;
+    case MSV_ACT_SQUARE:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = v[i] * v[i];
+        break;
+    default:
+        for (int64_t i = 0; i < len; i++)
+            v[i] = msv_eltwise_value(act, alpha, beta, v[i]);
+    }
+}
+
+/* v[p * C + c] (op)= b[p * b_pixel + c * b_channel] for P pixels; b_channel is 0 (broadcast) or 1. */
+#define BINARY_SPAN_CASE(OP, EXPR)                                                 \
+    case OP:                                                                       \
+        for (int64_t p = 0; p < P; p++)                                            \
+            for (int64_t c = 0; c < C; c++) {                                      \
+                const float a = v[p * C + c], bv = b[p * b_pixel + c * b_channel]; \
+                v[p * C + c] = EXPR;                                               \
+            }                                                                      \
+        break;
+
+MSV_MULTIVERSION
+static void binary_span(msv_binop op, float *v, const float *b, int64_t P, int64_t C, int64_t b_pixel,
+                        int64_t b_channel) {
+    switch (op) {
+        BINARY_SPAN_CASE(MSV_BIN_ADD, a + bv)
+        BINARY_SPAN_CASE(MSV_BIN_SUB, a - bv)
+        BINARY_SPAN_CASE(MSV_BIN_MUL, a * bv)
+        BINARY_SPAN_CASE(MSV_BIN_DIV, a / bv)
+        BINARY_SPAN_CASE(MSV_BIN_MAX, a > bv ? a : bv)
+        BINARY_SPAN_CASE(MSV_BIN_MIN, a < bv ? a : bv)
+    default: break;
+    }
+}
+
+MSV_MULTIVERSION
+static void prelu_span(float *v, const float *slopes, int64_t P, int64_t C, int64_t slope_channel) {
+    for (int64_t p = 0; p < P; p++)
+        for (int64_t c = 0; c < C; c++) {
+            const float a = v[p * C + c];
+            v[p * C + c] = a > 0 ? a : a * slopes[c * slope_channel];
+        }
+}
+
+static void post_ops_dense_rows(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n_ops) {
+    const int64_t C = y->c, chunk = POST_CHUNK_FLOATS / C;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < y->n; n++)
+        for (int64_t h = 0; h < y->h; h++) {
+            float buf[POST_CHUNK_FLOATS];
+            for (int64_t w0 = 0; w0 < y->w; w0 += chunk) {
+                const int64_t P = y->w - w0 < chunk ? y->w - w0 : chunk;
+                const float *px = x->data + n * x->sn + h * x->sh + w0 * x->sw;
+                for (int64_t p = 0; p < P; p++)
+                    for (int64_t c = 0; c < C; c++)
+                        buf[p * C + c] = px[p * x->sw + c];
+                for (int k = 0; k < n_ops; k++) {
+                    const msv_kernel_post *op = &ops[k];
+                    const msv_view *o = &op->operand;
+                    if (op->kind == MSV_KPOST_ELTWISE)
+                        eltwise_span(op->act, op->alpha, op->beta, buf, P * C);
+                    else if (op->kind == MSV_KPOST_BINARY)
+                        binary_span(op->op, buf, o->data + pixel_offset(o, n, h, w0), P, C, o->w == 1 ? 0 : o->sw,
+                                    o->c != 1);
+                    else
+                        prelu_span(buf, o->data, P, C, o->c != 1);
+                }
+                float *py = y->data + n * y->sn + h * y->sh + w0 * y->sw;
+                for (int64_t p = 0; p < P; p++)
+                    for (int64_t c = 0; c < C; c++)
+                        py[p * y->sw + c] = buf[p * C + c];
+            }
+        }
+}
+
 void msv_kernel_post_ops(const msv_view *x, const msv_view *y, const msv_kernel_post *ops, int n_ops) {
     if (n_ops > POST_MAX) n_ops = POST_MAX;
+    if (post_ops_dense(x, y, ops, n_ops)) {
+        post_ops_dense_rows(x, y, ops, n_ops);
+        return;
+    }
     const int64_t C = y->c;
     /* offsets of each channel in x, y and each operand (0 where an operand broadcasts over channels): a lookup
      * per element instead of a division; past the table's size the offsets are walked channel by channel */

@@ -78,3 +78,39 @@ def test_grouped_deconvolution(groups, c, o, layout):
     (out,) = run_graph(build, [x])
     ref = F.leaky_relu(F.conv_transpose2d(t64(x), t64(w), t64(b), stride=2, padding=1, groups=groups), 0.2)
     close(out, ref, CONV_RTOL, conv_atol(c // groups * 16), f"grouped deconv {groups} {layout}")
+
+
+@pytest.mark.parametrize("width", [13, 1500], ids=lambda w: f"w{w}")
+def test_post_op_chain_on_few_channels(width, layout, monkeypatch, capfd):
+    """A guided filter's chain (DCT-Net): a 3-channel box filter, then divisions by a one-channel count map,
+    same-shape subtractions and products, max/min, a PReLU and activations, all post-ops of the convolution that
+    the C kernel applies; a row of 1500 pixels spans several of its chunks."""
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")
+    c, h = 3, 5
+    x, other = rand(1, c, h, width), rand(1, c, h, width, seed=5)
+    count = rand(1, 1, h, width, seed=6) + 2.0
+    box = weight(c, 1, 3, 3, fan_in=9, seed=7)
+    slope = rand(c, seed=8, scale=0.3)
+
+    def build(g, i, j, k):
+        y = g.conv2d(i, g.const(box), padding=1, groups=c)
+        y = g.binary(y, k, op="div")
+        y = g.binary(y, j, op="sub")
+        y = g.eltwise(y, act="leaky_relu", alpha=0.2)
+        y = g.binary(y, j, op="mul")
+        y = g.binary(y, k, op="max")
+        y = g.binary(y, j, op="min")
+        y = g.prelu(y, g.const(slope))
+        return g.eltwise(y, act="clip", alpha=-0.5, beta=2.0)
+
+    capfd.readouterr()
+    (out,) = run_graph(build, [x, other, count])
+    plans = capfd.readouterr().err
+    xt, ot, kt = t64(x), t64(other), t64(count)
+    y = F.conv2d(xt, t64(box), padding=1, groups=c) / kt - ot
+    y = F.leaky_relu(y, 0.2) * ot
+    y = torch.minimum(torch.maximum(y, kt), ot)
+    y = torch.clamp(F.prelu(y, t64(slope)), -0.5, 2.0)
+    close(out, y, CONV_RTOL, conv_atol(9), f"post-op chain w={width} {layout}")
+    if layout in ("nhwc", "kernels"):
+        assert "post-ops" in plans, plans
