@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../msv.h"
+#include "kernels.h"
 
 typedef struct scored {
     float score;
@@ -87,46 +87,66 @@ void msv_decode_center_size(const float *loc, const float *priors, int64_t n, fl
     }
 }
 
+/* The largest float <= t: for a float v, (double)v > t exactly when v > it (torchvision compares in double). */
+static float float_below(double t) {
+    float f = (float)t;
+    if ((double)f > t) f = nextafterf(f, -INFINITY);
+    return f;
+}
+
+/* Marks removed every box j in [from, to) whose IoU with box a exceeds the threshold (boxes as columns in score
+ * order; std::max semantics ((a < b) ? b : a) so NaN coordinates behave as in torchvision). One straight loop
+ * over the columns, so it vectorises; boxes already removed are compared too (the flag only ever turns on). */
+MSV_MULTIVERSION
+static void suppress_overlaps(const float *x1, const float *y1, const float *x2, const float *y2, const float *areas,
+                              int64_t a, int64_t from, int64_t to, float threshold, int32_t *removed) {
+    const float ax1 = x1[a], ay1 = y1[a], ax2 = x2[a], ay2 = y2[a], area = areas[a];
+    for (int64_t j = from; j < to; j++) {
+        const float xx1 = ax1 < x1[j] ? x1[j] : ax1, yy1 = ay1 < y1[j] ? y1[j] : ay1;
+        const float xx2 = x2[j] < ax2 ? x2[j] : ax2, yy2 = y2[j] < ay2 ? y2[j] : ay2;
+        const float w = 0.f < xx2 - xx1 ? xx2 - xx1 : 0.f, h = 0.f < yy2 - yy1 ? yy2 - yy1 : 0.f;
+        const float inter = w * h;
+        const float ovr = inter / (area + areas[j] - inter);
+        removed[j] |= ovr > threshold;
+    }
+}
+
 /* torchvision's CPU nms kernel over boxes[idx[0..m)] (x1 y1 x2 y2); kept positions into idx go to keep, best
- * first. std::max semantics ((a < b) ? b : a) so NaN coordinates behave as there. */
+ * first. The boxes are gathered into columns in score order first. */
 static int64_t torchvision_nms(const float *boxes, const float *scores, const int64_t *idx, int64_t m,
                                double iou_threshold, int64_t *keep) {
-    scored *order = malloc(sizeof(scored) * (size_t)(m ? m : 1));
-    unsigned char *removed = calloc((size_t)(m ? m : 1), 1);
-    float *areas = malloc(sizeof(float) * (size_t)(m ? m : 1));
-    if (!order || !removed || !areas) {
+    const size_t count = (size_t)(m ? m : 1);
+    scored *order = malloc(sizeof(scored) * count);
+    int32_t *removed = calloc(count, sizeof(int32_t));
+    float *columns = malloc(sizeof(float) * 5 * count); /* x1, y1, x2, y2, area: m each, in score order */
+    if (!order || !removed || !columns) {
         free(order);
         free(removed);
-        free(areas);
+        free(columns);
         return -1;
     }
-    for (int64_t i = 0; i < m; i++) {
-        const float *b = boxes + 4 * idx[i];
+    for (int64_t i = 0; i < m; i++)
         order[i] = (scored){scores[idx[i]], i};
-        areas[i] = (b[2] - b[0]) * (b[3] - b[1]);
-    }
     qsort(order, (size_t)m, sizeof(scored), by_score_desc);
+    float *x1 = columns, *y1 = x1 + m, *x2 = y1 + m, *y2 = x2 + m, *areas = y2 + m;
+    for (int64_t r = 0; r < m; r++) {
+        const float *b = boxes + 4 * idx[order[r].index];
+        x1[r] = b[0];
+        y1[r] = b[1];
+        x2[r] = b[2];
+        y2[r] = b[3];
+        areas[r] = (b[2] - b[0]) * (b[3] - b[1]);
+    }
+    const float threshold = float_below(iou_threshold);
     int64_t kept = 0;
-    for (int64_t oi = 0; oi < m; oi++) {
-        const int64_t i = order[oi].index;
-        if (removed[i]) continue;
-        keep[kept++] = i;
-        const float *a = boxes + 4 * idx[i];
-        for (int64_t oj = oi + 1; oj < m; oj++) {
-            const int64_t j = order[oj].index;
-            if (removed[j]) continue;
-            const float *b = boxes + 4 * idx[j];
-            const float xx1 = a[0] < b[0] ? b[0] : a[0], yy1 = a[1] < b[1] ? b[1] : a[1];
-            const float xx2 = b[2] < a[2] ? b[2] : a[2], yy2 = b[3] < a[3] ? b[3] : a[3];
-            const float w = 0.f < xx2 - xx1 ? xx2 - xx1 : 0.f, h = 0.f < yy2 - yy1 ? yy2 - yy1 : 0.f;
-            const float inter = w * h;
-            const float ovr = inter / (areas[i] + areas[j] - inter);
-            if ((double)ovr > iou_threshold) removed[j] = 1;
-        }
+    for (int64_t r = 0; r < m; r++) {
+        if (removed[r]) continue;
+        keep[kept++] = order[r].index;
+        suppress_overlaps(x1, y1, x2, y2, areas, r, r + 1, m, threshold, removed);
     }
     free(order);
     free(removed);
-    free(areas);
+    free(columns);
     return kept;
 }
 
