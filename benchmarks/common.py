@@ -78,6 +78,18 @@ def use_repo_msvision() -> None:
         sys.path.insert(0, REPO_ROOT)
 
 
+def msvision_bf16_available() -> bool:
+    """Whether this CPU runs msvision's opt-in bf16 mode (AVX512_BF16 or AMX): the bf16 engines are left out of a
+    run where it does not, and the report says so."""
+    use_repo_msvision()
+    from msvision import runtime
+
+    return runtime.cpu_has_bf16()
+
+
+BF16_NOT_RUN = "msvision bf16 (opt-in): not run, this CPU has neither AVX512_BF16 nor AMX"
+
+
 def load_modelscope_pipeline(task: str, model_dir: str, threads: int):
     """ModelScope's own ``pipeline(task, model=model_dir)`` on torch with ``threads`` threads; returns the pipeline
     and the seconds its imports and loading took."""

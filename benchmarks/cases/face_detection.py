@@ -265,6 +265,9 @@ def orchestrate(a) -> None:
     if "RetinaFace" in wanted:
         models["RetinaFace"] = retinaface_dir()
     rows, notes, cold, peer_info = [], [], [], {}
+    bf16 = common.msvision_bf16_available()
+    if not bf16 and set(wanted) & set(BF16_MODELS):
+        notes.append(common.BF16_NOT_RUN)
     for name in wanted:
         model_dir = os.path.abspath(models[name])
         onnx_dir = os.path.join(common.OUT_DIR, "face_detection", "onnx", name)
@@ -274,7 +277,7 @@ def orchestrate(a) -> None:
             os.makedirs(work, exist_ok=True)
             res = {}
             engines = ["msvision", "modelscope", "export", *common.ONNX_PEERS]
-            if name in BF16_MODELS:
+            if name in BF16_MODELS and bf16:
                 engines.insert(1, "msvision_bf16")
             for engine in engines:
                 print(f"{name} {photo_name}: {engine} ...", file=sys.stderr)

@@ -147,10 +147,12 @@ def orchestrate(a) -> None:
         "|---:|---|---:|---:|---:|---:|---|",
     ]
     peers = {}
+    bf16 = common.msvision_bf16_available()
+    ours_engines = ("msvision", "msvision_bf16") if bf16 else ("msvision",)
     for n in (int(v) for v in a.persons_list.split(",")):
         res = {}
         inp = os.path.join(work, f"msvision_{n}_input.npy")
-        for eng in ("msvision", "msvision_bf16", "modelscope", "export", *common.ONNX_PEERS):
+        for eng in (*ours_engines, "modelscope", "export", *common.ONNX_PEERS):
             if eng == "export" and os.path.isfile(os.path.join(work, f"hrnet_{n}.onnx")) and not a.no_cache:
                 continue
             args = ["--engine", eng, "--threads", str(a.threads), "--model-dir", model_dir, "--image", IMAGE]
@@ -160,11 +162,9 @@ def orchestrate(a) -> None:
                 __file__, args, os.path.join(work, f"{eng}_{n}.json"), a.threads, a.timeout, eng
             )
         ms, ours = res["modelscope"], res["msvision"]
-        rows = (
-            ("ModelScope pipeline (torch)", ms),
-            ("msvision pipeline", ours),
-            ("msvision pipeline, bf16 (opt-in)", res["msvision_bf16"]),
-        )
+        rows = [("ModelScope pipeline (torch)", ms), ("msvision pipeline", ours)]
+        if bf16:
+            rows.append(("msvision pipeline, bf16 (opt-in)", res["msvision_bf16"]))
         for eng, r in rows:
             ratio = f"{ms['e2e']['median'] / r['e2e']['median']:.2f}× / {ms['net']['median'] / r['net']['median']:.2f}×"
             lines.append(
@@ -172,7 +172,7 @@ def orchestrate(a) -> None:
                 f"{ratio} | {r['peak_rss_mib']:.0f} | {r['load_s']:.2f} |"
             )
         ref = np.load(os.path.join(work, f"msvision_{n}_heatmaps.npy"))
-        for eng in ("msvision", "msvision_bf16", *common.ONNX_PEERS):
+        for eng in (*ours_engines, *common.ONNX_PEERS):
             r = res[eng]
             label = {"msvision": "msvision graph", "msvision_bf16": "msvision graph, bf16 (opt-in)"}.get(
                 eng, common.ONNX_PEER_LABEL.get(eng)
@@ -209,6 +209,7 @@ def orchestrate(a) -> None:
             f"- {common.ONNX_PEER_LABEL[p]}: {v['version']}, inference precision {v['precision']}"
             for p, v in peers.items()
         ),
+        *([] if bf16 else [f"- {common.BF16_NOT_RUN}"]),
         f"- Whole run: {time.perf_counter() - t_start:.0f} s wall",
     ]
     report = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(bare_lines) + "\n"

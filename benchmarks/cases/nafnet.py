@@ -322,6 +322,9 @@ def orchestrate(a) -> None:
     for e in engines:
         if e not in ENGINES:
             sys.exit(f"unknown engine {e!r}; choose from {', '.join(ENGINES)}")
+    bf16_skipped = "msvision_bf16" in engines and not common.msvision_bf16_available()
+    if bf16_skipped:
+        engines.remove("msvision_bf16")
     model_note = a.model_dir
     if a.model_dir is None:
         recipe = {
@@ -450,6 +453,8 @@ def orchestrate(a) -> None:
         f"- {LABEL[k]} runs {v['version']}, inference precision {v['precision']}" for k, v in peers.items()
     ]
     header += [f"- {n}" for n in notes]
+    if bf16_skipped:
+        header.append(f"- {common.BF16_NOT_RUN}")
     header.append(f"- Whole run: {time.perf_counter() - t_start:.0f} s wall")
     report = "\n".join(header) + "\n\n" + table + "\n"
     print(report)

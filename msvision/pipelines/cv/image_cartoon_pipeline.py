@@ -117,10 +117,13 @@ class ImageCartoonPipeline(Pipeline):
         return cv2.cvtColor(mask, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
 
     def preprocess(self, input):
-        return {"img": load_image_values(input).astype(float)}
+        img = load_image_values(input)
+        # ModelScope converts to float here and back to uint8 in forward: a uint8 image comes back unchanged, so
+        # only other dtypes make the trip (their values truncate and wrap as there)
+        return {"img": img if img.dtype == np.uint8 else img.astype(float)}
 
     def forward(self, inputs):
-        img = inputs["img"].astype(np.uint8)
+        img = inputs["img"].astype(np.uint8, copy=False)
         ori_h, ori_w = img.shape[:2]
         if min(ori_h, ori_w) < 1:
             raise InvalidInputError(f"image of {ori_w}x{ori_h} pixels has no pixels")
