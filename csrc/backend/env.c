@@ -10,7 +10,7 @@ static int flag(const char *name) {
 }
 
 msv_env msv_read_env(void) {
-    msv_env e = {MSV_PREFER_NHWC, 1, 0, 0, 0, 0, 0};
+    msv_env e = {MSV_PREFER_NHWC, 1, 0, 0, 0, 0, 0, MSV_ISA_AVX512, 0};
     const char *layout = getenv("MSVISION_LAYOUT");
     if (layout && strcmp(layout, "blocked") == 0) e.layout = MSV_PREFER_BLOCKED;
     if (layout && strcmp(layout, "any") == 0) e.layout = MSV_PREFER_ANY;
@@ -23,5 +23,9 @@ msv_env msv_read_env(void) {
     e.profile = flag("MSVISION_PROFILE");
     e.refuse_ref = flag("MSVISION_REFUSE_REF");
     e.fallback_kernels = flag("MSVISION_FALLBACK_KERNELS");
+    const char *isa = getenv("MSVISION_KERNEL_ISA");
+    e.kernel_isa = isa && strcmp(isa, "generic") == 0 ? MSV_ISA_GENERIC
+                   : isa && strcmp(isa, "avx2") == 0  ? MSV_ISA_AVX2
+                                                      : MSV_ISA_AVX512;
     return e;
 }

@@ -31,6 +31,8 @@ typedef struct msv_env {
     int refuse_ref;         /* MSVISION_REFUSE_REF=1: planning fails instead of using a oneDNN reference kernel */
     int fallback_kernels;   /* MSVISION_FALLBACK_KERNELS=1: the C kernels that stand in for oneDNN reference ones
                              * run wherever they can (to test them on machines where oneDNN needs none) */
+    msv_isa kernel_isa;     /* MSVISION_KERNEL_ISA=generic|avx2|avx512: the widest vectors the Winograd and
+                             * few-outputs kernels may use (to test every instance on one machine) */
     int bf16;               /* not from the environment: the session's precision option is MSV_PRECISION_BF16 */
 } msv_env;
 msv_env msv_read_env(void); /* call it where no other thread can change the environment (session creation) */

@@ -435,13 +435,21 @@ static void few_outputs_pixels(const msv_view *x, const msv_view *y, const float
         few_outputs_pixel(x, y->data + n * y->sn + oh * y->sh + ow * y->sw, taps, bias, win, n, oh, ow, y->c);
 }
 
+msv_isa msv_kernel_isa(msv_isa cap) {
+    msv_isa best = MSV_ISA_GENERIC;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    if (__builtin_cpu_supports("avx512f"))
+        best = MSV_ISA_AVX512;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        best = MSV_ISA_AVX2;
+#endif
+    return best < cap ? best : cap;
+}
+
 void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
-                                 const msv_window *win, const float *zeros) {
-    int isa = 0; /* 2: AVX-512 blocks, 1: AVX2 blocks, 0: one pixel at a time */
-#ifdef FEW_OUTPUTS_SIMD
-    if (y->c <= MSV_FEW_OUTPUTS)
-        isa = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
+                                 const msv_window *win, const float *zeros, msv_isa isa) {
+    isa = y->c <= MSV_FEW_OUTPUTS ? msv_kernel_isa(isa) : MSV_ISA_GENERIC;
+#ifndef FEW_OUTPUTS_SIMD
     (void)zeros;
 #endif
 #pragma omp parallel for collapse(2) schedule(static)
@@ -449,9 +457,9 @@ void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const flo
         for (int64_t oh = 0; oh < y->h; oh++) {
             int64_t ow = 0;
 #ifdef FEW_OUTPUTS_SIMD
-            if (isa == 2)
+            if (isa == MSV_ISA_AVX512)
                 ow = few_outputs_row_avx512(x, y, taps, bias, win, zeros, n, oh);
-            else if (isa == 1)
+            else if (isa == MSV_ISA_AVX2)
                 ow = few_outputs_row_avx2(x, y, taps, bias, win, zeros, n, oh);
 #endif
             few_outputs_pixels(x, y, taps, bias, win, n, oh, ow);

@@ -29,6 +29,12 @@ typedef struct msv_view {
 #define MSV_MULTIVERSION
 #endif
 
+/* Instruction sets of the kernels that dispatch explicitly (Winograd tiles, few-outputs convolution blocks),
+ * narrowest first. */
+typedef enum msv_isa { MSV_ISA_GENERIC, MSV_ISA_AVX2, MSV_ISA_AVX512 } msv_isa;
+/* The widest of them this CPU runs (AVX2 counts with FMA only), at most `cap`. */
+msv_isa msv_kernel_isa(msv_isa cap);
+
 static inline int64_t msv_view_offset(const msv_view *v, int64_t n, int64_t c, int64_t h, int64_t w) {
     return n * v->sn + (c / v->block) * v->scb + (c % v->block) + h * v->sh + w * v->sw;
 }
@@ -95,10 +101,10 @@ void msv_kernel_depthwise_conv(const msv_view *x, const msv_view *y, const float
                                const msv_window *win);
 /* Convolution with at most MSV_FEW_OUTPUTS output channels (groups 1) on an NHWC x (channel stride 1): taps is
  * (O, kh, kw, C), bias (O) or NULL; zeros holds kw * C zeros (read for taps outside the image). Blocks of
- * pixels with AVX-512 or AVX2 + FMA where the CPU has them, else one pixel at a time. */
+ * pixels with AVX-512 or AVX2 + FMA as isa (msv_kernel_isa) allows, else one pixel at a time. */
 #define MSV_FEW_OUTPUTS 4
 void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
-                                 const msv_window *win, const float *zeros);
+                                 const msv_window *win, const float *zeros, msv_isa isa);
 /* Transposed convolution (torch ConvTranspose2d): w is (C, O/groups, kh, kw), bias (O) or NULL; win's pads are
  * the convolution's (output_padding only widens y). */
 void msv_kernel_deconv(const msv_view *x, const msv_view *y, const float *w, const float *bias, const msv_window *win,

@@ -85,42 +85,37 @@ typedef void (*input_tile_fn)(const msv_view *x, int64_t n, int64_t r0, int64_t 
 typedef void (*output_tile_fn)(const float *m, int64_t plane, const msv_view *y, int64_t n, int64_t r0, int64_t c0,
                                int64_t d, const msv_wino_epilogue *e);
 
-/* 2: AVX-512, 1: AVX2 + FMA, 0: neither */
-static int wino_isa(void) {
+static input_tile_fn pick_input_tile(msv_isa isa) {
 #ifdef WINO_X86
-    if (__builtin_cpu_supports("avx512f")) return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-#endif
-    return 0;
-}
-
-static input_tile_fn pick_input_tile(void) {
-#ifdef WINO_X86
-    const int isa = wino_isa();
-    if (isa == 2) return input_tile_avx512;
-    if (isa == 1) return input_tile_avx2;
+    isa = msv_kernel_isa(isa);
+    if (isa == MSV_ISA_AVX512) return input_tile_avx512;
+    if (isa == MSV_ISA_AVX2) return input_tile_avx2;
+#else
+    (void)isa;
 #endif
     return input_tile_generic;
 }
 
-static output_tile_fn pick_output_tile(void) {
+static output_tile_fn pick_output_tile(msv_isa isa) {
 #ifdef WINO_X86
-    const int isa = wino_isa();
-    if (isa == 2) return output_tile_avx512;
-    if (isa == 1) return output_tile_avx2;
+    isa = msv_kernel_isa(isa);
+    if (isa == MSV_ISA_AVX512) return output_tile_avx512;
+    if (isa == MSV_ISA_AVX2) return output_tile_avx2;
+#else
+    (void)isa;
 #endif
     return output_tile_generic;
 }
 
 void msv_wino_transform_input(const msv_view *xs, int n_sources, const msv_wino_geometry *g, int64_t first,
-                              int64_t count, int64_t rows, float *v) {
+                              int64_t count, int64_t rows, float *v, msv_isa isa) {
     int64_t channels = 0;
     for (int s = 0; s < n_sources; s++)
         channels += xs[s].c;
     const int64_t per_image = g->tiles_h * g->tiles_w;
     const int64_t plane = g->tile_major ? channels : rows * channels; /* from one position's row to the next */
     const int64_t tile_stride = g->tile_major ? MSV_WINO_POSITIONS * channels : channels;
-    const input_tile_fn input_tile = pick_input_tile();
+    const input_tile_fn input_tile = pick_input_tile(isa);
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < count; t++) {
         const int64_t tile = first + t, n = tile / per_image, th = tile % per_image / g->tiles_w,
@@ -140,11 +135,11 @@ void msv_wino_transform_input(const msv_view *xs, int n_sources, const msv_wino_
 }
 
 void msv_wino_transform_output(const float *m, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
-                               const msv_wino_epilogue *e, const msv_view *y) {
+                               const msv_wino_epilogue *e, const msv_view *y, msv_isa isa) {
     const int64_t per_image = g->tiles_h * g->tiles_w;
     const int64_t plane = g->tile_major ? y->c : rows * y->c;
     const int64_t tile_stride = g->tile_major ? MSV_WINO_POSITIONS * y->c : y->c;
-    const output_tile_fn output_tile = pick_output_tile();
+    const output_tile_fn output_tile = pick_output_tile(isa);
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < count; t++) {
         const int64_t tile = first + t, n = tile / per_image, th = tile % per_image / g->tiles_w,

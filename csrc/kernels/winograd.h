@@ -57,7 +57,7 @@ void msv_wino_transform_weights(const float *w, int64_t O, int64_t I, float *u);
  * concatenation along channels of n_sources views of the same batch and size (xs[0]'s channels first; C is their sum):
  * a concat node's inputs read in place. */
 void msv_wino_transform_input(const msv_view *xs, int n_sources, const msv_wino_geometry *g, int64_t first,
-                              int64_t count, int64_t rows, float *v);
+                              int64_t count, int64_t rows, float *v, msv_isa isa);
 
 /* What the output transform applies to each result, in this order: + bias, + residual (a view of y's shape),
  * then the activation. */
@@ -77,8 +77,9 @@ typedef struct msv_wino_epilogue {
 } msv_wino_epilogue;
 
 /* m: 36 matrices of rows x O (the products for tiles first .. first+count-1) -> those tiles of y, through the
- * epilogue. */
+ * epilogue. Both transforms use the widest vectors isa allows (msv_kernel_isa); every instance computes the same
+ * values. */
 void msv_wino_transform_output(const float *m, const msv_wino_geometry *g, int64_t first, int64_t count, int64_t rows,
-                               const msv_wino_epilogue *e, const msv_view *y);
+                               const msv_wino_epilogue *e, const msv_view *y, msv_isa isa);
 
 #endif

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from support.cpu import needs_cpu_feature
 from support.images import compare_images
 from support.model_dirs import SIDD, make_hrnet_dir, make_nafnet_dir, make_retinaface_dir, skimage_photo
 from support.oracle import modelscope_keypoints_pipeline, modelscope_pipeline
@@ -25,9 +26,7 @@ from msvision import runtime
 from msvision.errors import UnsupportedPrecisionError
 from msvision.models.retinaface import MEAN
 
-needs_bf16 = pytest.mark.skipif(
-    not runtime.cpu_has_bf16(), reason="bf16 convolutions need AVX512_BF16 or AMX (this CPU has neither)"
-)
+needs_bf16 = needs_cpu_feature(runtime.cpu_has_bf16(), "bf16 convolutions (AVX512_BF16 or AMX)")
 
 
 def bf16_convolutions(p) -> int:

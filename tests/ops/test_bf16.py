@@ -11,16 +11,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from support.cpu import needs_cpu_feature
 from support.ops import rand, weight
 
-from msvision import _C
+from msvision import _C, runtime
 
 torch.set_num_threads(1)
 
-pytestmark = pytest.mark.skipif(
-    not __import__("msvision.runtime", fromlist=["cpu_has_bf16"]).cpu_has_bf16(),
-    reason="oneDNN's bf16 convolutions need AVX512_BF16 or AMX (this CPU has neither)",
-)
+needs_bf16 = needs_cpu_feature(runtime.cpu_has_bf16(), "oneDNN's bf16 convolutions (AVX512_BF16 or AMX)")
 
 
 def bf16(a) -> np.ndarray:
@@ -52,6 +50,7 @@ def assert_close(actual, expected, what, rtol=2e-5):
     assert err <= rtol * scale + 1e-6, f"{what}: max |diff| {err:.3g} (output scale {scale:.3g})"
 
 
+@needs_bf16
 @pytest.mark.parametrize(
     "c,o,k,stride,padding,groups",
     [
@@ -82,6 +81,7 @@ def test_conv_matches_torch_on_bf16_operands(c, o, k, stride, padding, groups):
     assert_close(out, fp32, "bf16 vs fp32", rtol=3e-2)  # ... by bf16's precision
 
 
+@needs_bf16
 def test_chain_keeps_bf16_between_convolutions_and_fp32_elsewhere():
     """conv1 -> relu (fused) -> conv2 (+ conv1's result as a residual, fused) -> sigmoid (not fused: conv2's
     result is also an output) -> conv3. conv1's result feeds only bf16 convolutions (as input and operand), so
@@ -109,6 +109,7 @@ def test_chain_keeps_bf16_between_convolutions_and_fp32_elsewhere():
     assert [st.endswith("bf16]") for st in convs] == [True, False, False], convs  # only conv1 writes it
 
 
+@needs_bf16
 def test_winograd_convolutions_stay_fp32():
     """A 3x3 stride-1 convolution of 64 channels over a 40x40 map is a Winograd convolution (fp32 in either
     precision): the bf16 session's result is the fp32 session's, bit for bit."""
@@ -125,6 +126,7 @@ def test_winograd_convolutions_stay_fp32():
     np.testing.assert_array_equal(a, b)
 
 
+@needs_bf16
 def test_sessions_of_both_precisions_share_one_weight_store():
     x = rand(1, 16, 9, 9)
     w = weight(32, 16, 1, 1, fan_in=16)
@@ -155,6 +157,7 @@ def layer_norm64(x, scale, shift, eps):
     return (x - mean) / np.sqrt(var + eps) * scale[None, :, None, None] + shift[None, :, None, None]
 
 
+@needs_bf16
 def test_c_kernels_and_binary_ops_write_bf16_for_bf16_convolutions():
     """layer_norm -> conv, simple_gate -> conv and (x * per-channel scale) -> conv: each result only a bf16
     convolution reads is written as bf16 by its own kernel (no reorder), exactly as the convolution would round it:

@@ -137,6 +137,46 @@ def test_winograd_conv(case, layout, monkeypatch, capfd):
     )
 
 
+ISA_CAPS = ["generic", "avx2", "avx512"]  # MSVISION_KERNEL_ISA: above this CPU's widest, its widest runs
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "swish", "clip", "elu"])
+def test_kernel_instruction_sets_agree(act, monkeypatch, capfd):
+    """The Winograd tile transforms and the few-outputs convolution blocks are compiled once per instruction set;
+    MSVISION_KERNEL_ISA caps which instance runs, so each one this CPU has is tested here: the Winograd instances
+    give bitwise the same result (the same arithmetic per lane), the few-outputs ones the torch result (their
+    sums run in another order). Odd sizes: partial tiles, blocks and a channel tail."""
+    monkeypatch.setenv("MSVISION_VERBOSE", "1")
+    x, r = rand(1, 32, 67, 71, scale=3.0), rand(1, 48, 67, 71, seed=4)  # >= 4096 pixels: few-outputs kernel
+    wt, b = weight(48, 32, 3, 3, fan_in=9 * 32), rand(48, seed=2)
+    heads = {o: (weight(o, 48, 3, 3, fan_in=9 * 48, seed=10 + o), rand(o, seed=20 + o)) for o in (1, 2, 3, 4)}
+    params = {"leaky_relu": {"alpha": 0.1}, "swish": {"alpha": 1.0}, "clip": {"alpha": 0.0, "beta": 6.0}}
+
+    def build(g, i, j):
+        y = g.conv2d(i, g.const(wt), bias=g.const(b), kernel=(3, 3), padding=(1, 1, 1, 1))
+        y = g.eltwise(g.binary(y, j, op="add"), act=act, **params.get(act, {}))
+        outs = [y]
+        for hw, hb in heads.values():
+            outs.append(g.conv2d(y, g.const(hw), bias=g.const(hb), kernel=(3, 3), padding=(1, 1, 1, 1)))
+        return outs
+
+    results = {}
+    for isa in ISA_CAPS:
+        monkeypatch.setenv("MSVISION_KERNEL_ISA", isa)
+        capfd.readouterr()
+        results[isa] = run_graph(build, [x, r], threads=2)
+        plans = _plans(capfd)
+        assert sum("winograd convolution" in line for line in plans) == 1, plans
+        assert sum("few outputs" in line for line in plans) == len(heads), plans
+    for isa in ISA_CAPS[1:]:
+        np.testing.assert_array_equal(results[isa][0], results["generic"][0], err_msg=f"winograd {act} {isa}")
+    y = t64(results["generic"][0])
+    for isa in ISA_CAPS:
+        for k, (hw, hb) in enumerate(heads.values(), start=1):
+            ref = F.conv2d(y, t64(hw), t64(hb), padding=1)
+            close(results[isa][k], ref, CONV_RTOL, conv_atol(9 * 48), f"few outputs O={hw.shape[0]} {isa}")
+
+
 @pytest.mark.parametrize(
     "post",
     ["add", "add relu", "leaky", "add leaky", "silu", "add silu", "swish 1.7", "relu6", "add elu", "elu 0.5"],

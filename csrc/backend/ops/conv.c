@@ -59,6 +59,7 @@ typedef struct wino_state {
     int n_sources;              /* the step's first views: the input, or the inputs of a concat read in place */
     int residual;               /* whether the view after the output is a residual added before the activation */
     msv_wino_epilogue epilogue; /* bias, activation (the residual view is set per run) */
+    msv_isa isa;                /* the widest vectors the transforms may use */
 } wino_state;
 
 static double now_ms(void) {
@@ -136,13 +137,13 @@ static msv_status run_winograd(const msv_step *s, msv_exec *x) {
     for (int64_t first = 0; first < w->geo.n_tiles; first += w->rows) {
         const int64_t count = w->geo.n_tiles - first < w->rows ? w->geo.n_tiles - first : w->rows;
         const double t1 = x->profile ? now_ms() : 0;
-        msv_wino_transform_input(src, w->n_sources, &w->geo, first, count, w->rows, v);
+        msv_wino_transform_input(src, w->n_sources, &w->geo, first, count, w->rows, v, w->isa);
         const double t2 = x->profile ? now_ms() : 0;
         dnnl_status_t st = dnnl_primitive_execute(s->prim, x->stream, s->nargs, s->args);
         if (st != dnnl_success) return msv_dnnl_fail(x->err, st, "execute a primitive");
         if (x->profile) dnnl_stream_wait(x->stream);
         const double t3 = x->profile ? now_ms() : 0;
-        msv_wino_transform_output(m, &w->geo, first, count, w->rows, &epilogue, &dst);
+        msv_wino_transform_output(m, &w->geo, first, count, w->rows, &epilogue, &dst, w->isa);
         if (x->profile) {
             phase_ms[0] += t2 - t1;
             phase_ms[1] += t3 - t2;
@@ -286,7 +287,8 @@ static msv_status plan_winograd(msv_planner *pl, const msv_node *n, int *planned
                           m,
                           n_sources,
                           res >= 0,
-                          {n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL, NULL, act, alpha, beta}};
+                          {n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL, NULL, act, alpha, beta},
+                          pl->env->kernel_isa};
     s->run = run_winograd;
     s->state = state;
     s->free_state = free;
@@ -457,6 +459,7 @@ typedef struct conv_kernel_state {
     int deconv;
     float *taps;  /* few-outputs convolution: the weights as (O, kh, kw, C), owned */
     float *zeros; /* and kw * C zeros, owned */
+    msv_isa isa;  /* the widest vectors its blocks may use */
 } conv_kernel_state;
 
 static void free_conv_kernel_state(void *p) {
@@ -472,7 +475,7 @@ static msv_status run_conv_kernel(const msv_step *s, msv_exec *x) {
     const conv_kernel_state *st = s->state;
     const msv_view src = msv_exec_view(x, s, 0), dst = msv_exec_view(x, s, 1);
     if (st->taps)
-        msv_kernel_conv_few_outputs(&src, &dst, st->taps, st->bias, &st->win, st->zeros);
+        msv_kernel_conv_few_outputs(&src, &dst, st->taps, st->bias, &st->win, st->zeros, st->isa);
     else if (st->deconv)
         msv_kernel_deconv(&src, &dst, st->weights, st->bias, &st->win, st->groups);
     else
@@ -515,8 +518,11 @@ static msv_status plan_few_outputs_kernel(msv_planner *pl, const msv_node *n) {
         for (int64_t t = 0; t < taps; t++)
             for (int64_t c = 0; c < C; c++)
                 packed[(o * taps + t) * C + c] = w[(o * C + c) * taps + t];
-    *st = (conv_kernel_state){
-        .bias = n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL, .win = win, .taps = packed, .zeros = zeros};
+    *st = (conv_kernel_state){.bias = n->in[2] >= 0 ? pl->g->tensors[n->in[2]].data : NULL,
+                              .win = win,
+                              .taps = packed,
+                              .zeros = zeros,
+                              .isa = pl->env->kernel_isa};
     msv_step *s = msv_pl_kernel(pl, run_conv_kernel, n, "few outputs");
     if (!s) {
         free_conv_kernel_state(st);
