@@ -327,9 +327,8 @@ static inline __attribute__((always_inline)) void few_outputs_pixel(const msv_vi
     }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#ifdef MSV_X86_KERNELS
 #include <immintrin.h>
-#define FEW_OUTPUTS_SIMD 1
 #define FEW_MAX_PIXELS 8
 
 /* A block: P neighbouring output pixels of a row, all O outputs at once (O and P compile-time constants, so the
@@ -435,28 +434,17 @@ static void few_outputs_pixels(const msv_view *x, const msv_view *y, const float
         few_outputs_pixel(x, y->data + n * y->sn + oh * y->sh + ow * y->sw, taps, bias, win, n, oh, ow, y->c);
 }
 
-msv_isa msv_kernel_isa(msv_isa cap) {
-    msv_isa best = MSV_ISA_GENERIC;
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-    if (__builtin_cpu_supports("avx512f"))
-        best = MSV_ISA_AVX512;
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        best = MSV_ISA_AVX2;
-#endif
-    return best < cap ? best : cap;
-}
-
 void msv_kernel_conv_few_outputs(const msv_view *x, const msv_view *y, const float *taps, const float *bias,
                                  const msv_window *win, const float *zeros, msv_isa isa) {
     isa = y->c <= MSV_FEW_OUTPUTS ? msv_kernel_isa(isa) : MSV_ISA_GENERIC;
-#ifndef FEW_OUTPUTS_SIMD
+#ifndef MSV_X86_KERNELS
     (void)zeros;
 #endif
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < y->n; n++)
         for (int64_t oh = 0; oh < y->h; oh++) {
             int64_t ow = 0;
-#ifdef FEW_OUTPUTS_SIMD
+#ifdef MSV_X86_KERNELS
             if (isa == MSV_ISA_AVX512)
                 ow = few_outputs_row_avx512(x, y, taps, bias, win, zeros, n, oh);
             else if (isa == MSV_ISA_AVX2)

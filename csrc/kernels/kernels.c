@@ -7,6 +7,17 @@
 
 #define AT(v, n, c, h, w) ((v)->data[msv_view_offset((v), (n), (c), (h), (w))])
 
+msv_isa msv_kernel_isa(msv_isa cap) {
+    msv_isa best = MSV_ISA_GENERIC;
+#ifdef MSV_X86_KERNELS
+    if (__builtin_cpu_supports("avx512f"))
+        best = MSV_ISA_AVX512;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        best = MSV_ISA_AVX2;
+#endif
+    return best < cap ? best : cap;
+}
+
 void msv_kernel_zero_channel_padding(const msv_view *y) {
     if (y->c_padded == y->c) return;
 #pragma omp parallel for collapse(2) schedule(static)

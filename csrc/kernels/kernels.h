@@ -22,8 +22,10 @@ typedef struct msv_view {
     int64_t sn, scb, sh, sw;
 } msv_view;
 
-/* Hot kernels are compiled for AVX-512 and AVX2 too; the loader picks the best the CPU has. */
+/* Hot kernels are compiled for AVX-512 and AVX2 too (MSV_X86_KERNELS): the loader picks the best the CPU has
+ * (MSV_MULTIVERSION), or the kernel does, per call (msv_kernel_isa). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MSV_X86_KERNELS 1
 #define MSV_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define MSV_MULTIVERSION

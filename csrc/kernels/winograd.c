@@ -69,8 +69,7 @@ void msv_wino_transform_weights(const float *w, int64_t O, int64_t I, float *u) 
 #define WT_ATTR
 #define WT_SUFFIX generic
 #include "winograd_tiles.h"
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define WINO_X86 1
+#ifdef MSV_X86_KERNELS
 #define WT_LANES 16
 #define WT_ATTR __attribute__((target("avx512f,fma")))
 #define WT_SUFFIX avx512
@@ -85,27 +84,14 @@ typedef void (*input_tile_fn)(const msv_view *x, int64_t n, int64_t r0, int64_t 
 typedef void (*output_tile_fn)(const float *m, int64_t plane, const msv_view *y, int64_t n, int64_t r0, int64_t c0,
                                int64_t d, const msv_wino_epilogue *e);
 
-static input_tile_fn pick_input_tile(msv_isa isa) {
-#ifdef WINO_X86
-    isa = msv_kernel_isa(isa);
-    if (isa == MSV_ISA_AVX512) return input_tile_avx512;
-    if (isa == MSV_ISA_AVX2) return input_tile_avx2;
+/* The instance per msv_isa (one generic instance where no other is compiled). */
+#ifdef MSV_X86_KERNELS
+static const input_tile_fn input_tiles[] = {input_tile_generic, input_tile_avx2, input_tile_avx512};
+static const output_tile_fn output_tiles[] = {output_tile_generic, output_tile_avx2, output_tile_avx512};
 #else
-    (void)isa;
+static const input_tile_fn input_tiles[] = {input_tile_generic, input_tile_generic, input_tile_generic};
+static const output_tile_fn output_tiles[] = {output_tile_generic, output_tile_generic, output_tile_generic};
 #endif
-    return input_tile_generic;
-}
-
-static output_tile_fn pick_output_tile(msv_isa isa) {
-#ifdef WINO_X86
-    isa = msv_kernel_isa(isa);
-    if (isa == MSV_ISA_AVX512) return output_tile_avx512;
-    if (isa == MSV_ISA_AVX2) return output_tile_avx2;
-#else
-    (void)isa;
-#endif
-    return output_tile_generic;
-}
 
 void msv_wino_transform_input(const msv_view *xs, int n_sources, const msv_wino_geometry *g, int64_t first,
                               int64_t count, int64_t rows, float *v, msv_isa isa) {
@@ -115,7 +101,7 @@ void msv_wino_transform_input(const msv_view *xs, int n_sources, const msv_wino_
     const int64_t per_image = g->tiles_h * g->tiles_w;
     const int64_t plane = g->tile_major ? channels : rows * channels; /* from one position's row to the next */
     const int64_t tile_stride = g->tile_major ? MSV_WINO_POSITIONS * channels : channels;
-    const input_tile_fn input_tile = pick_input_tile(isa);
+    const input_tile_fn input_tile = input_tiles[msv_kernel_isa(isa)];
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < count; t++) {
         const int64_t tile = first + t, n = tile / per_image, th = tile % per_image / g->tiles_w,
@@ -139,7 +125,7 @@ void msv_wino_transform_output(const float *m, const msv_wino_geometry *g, int64
     const int64_t per_image = g->tiles_h * g->tiles_w;
     const int64_t plane = g->tile_major ? y->c : rows * y->c;
     const int64_t tile_stride = g->tile_major ? MSV_WINO_POSITIONS * y->c : y->c;
-    const output_tile_fn output_tile = pick_output_tile(isa);
+    const output_tile_fn output_tile = output_tiles[msv_kernel_isa(isa)];
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < count; t++) {
         const int64_t tile = first + t, n = tile / per_image, th = tile % per_image / g->tiles_w,
